@@ -1,0 +1,5 @@
+import sys
+
+from jcp.cli import main
+
+sys.exit(main())

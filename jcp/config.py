@@ -1,0 +1,448 @@
+"""The image list and interval, parsed at the edge into frozen dataclasses.
+
+A config is accepted whole or rejected whole: every problem in it is collected (file, entry
+index, key, what was expected) and raised together as one `ConfigError`, so that the caller can
+keep the last good config and the operator sees all the mistakes at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jcp.arch import SUPPORTED, canonical_arch
+from jcp.refs import DOCKER_HUB, ImageRef, InvalidReferenceError, normalise_host, parse_reference
+
+IMAGE_FILES = ("image.config", "image.json")
+INTERVAL_FILE = "interval"
+INTERVAL_ENV = "PULL_INTERVAL"
+DEFAULT_INTERVAL = 300.0
+DEFAULT_SECRET = "jarvice-docker"  # noqa: S105 - a secret name, not a value
+KNOWN_KEYS = frozenset({"ref", "registry", "private", "config", "arch"})
+# Kubernetes Secret names are DNS-1123 subdomains; this also keeps `config` from naming a path
+# outside the docker config root.
+_SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?$")
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a config, located precisely enough to fix without guessing."""
+
+    file: str
+    message: str
+    index: int | None = None
+    key: str | None = None
+    severity: Severity = "error"
+    ref: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.index is not None:
+            where += f": entry {self.index}"
+            if self.ref:
+                where += f" ({self.ref})"
+        if self.key is not None:
+            where += f": key '{self.key}'"
+        return f"{self.severity}: {where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config that must not replace the last good one; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        errors = [p for p in problems if p.severity == "error"]
+        super().__init__("\n".join(str(p) for p in errors) or "invalid config")
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One object of `image.config`, with its references already normalised."""
+
+    index: int
+    ref: str
+    registry: str
+    private: bool
+    secret: str
+    arch: tuple[tuple[str, ImageRef], ...] | None
+    default_ref: ImageRef | None
+
+    def target_for(self, node_arch: str) -> ImageRef | None:
+        """What a node of this architecture pulls; None means the entry is skipped there."""
+        if self.arch is None:
+            return self.default_ref
+        return dict(self.arch).get(node_arch)
+
+
+@dataclass(frozen=True)
+class Target:
+    """An image a node should hold, and the entry that asks for it."""
+
+    image: ImageRef
+    entry: ImageEntry
+
+    @property
+    def registry(self) -> str:
+        """The host pulled from; credentials are looked up for this, not for `entry.registry`."""
+        return self.image.registry
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The part of a config that concerns one node architecture."""
+
+    arch: str
+    targets: tuple[Target, ...]
+    skipped: tuple[ImageEntry, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    entries: tuple[ImageEntry, ...]
+    interval: float
+    interval_source: str
+    source: str
+    digest: str
+    warnings: tuple[Problem, ...] = field(default=())
+
+    def select(self, node_arch: str) -> Selection:
+        targets: list[Target] = []
+        skipped: list[ImageEntry] = []
+        seen: set[ImageRef] = set()
+        for entry in self.entries:
+            image = entry.target_for(node_arch)
+            if image is None:
+                skipped.append(entry)
+            elif image not in seen:
+                seen.add(image)
+                targets.append(Target(image=image, entry=entry))
+        return Selection(arch=node_arch, targets=tuple(targets), skipped=tuple(skipped))
+
+
+def _type_name(value: object) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list"}
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "object"
+    return names.get(type(value), type(value).__name__)
+
+
+def _describe(value: object) -> str:
+    text = json.dumps(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{_type_name(value)} {text}"
+
+
+class _EntryParser:
+    """Parses one entry, appending problems instead of stopping at the first."""
+
+    def __init__(self, file: str, index: int, problems: list[Problem]) -> None:
+        self.file = file
+        self.index = index
+        self.problems = problems
+        self.label: str | None = None
+
+    def error(self, key: str | None, message: str) -> None:
+        self.problems.append(Problem(self.file, message, self.index, key, "error", self.label))
+
+    def warn(self, key: str | None, message: str) -> None:
+        self.problems.append(Problem(self.file, message, self.index, key, "warning", self.label))
+
+    def string(self, obj: Mapping[str, Any], key: str, default: str | None) -> str | None:
+        if key not in obj:
+            if default is None:
+                self.error(key, "missing (required: a string)")
+            return default
+        value = obj[key]
+        if not isinstance(value, str):
+            self.error(key, f"expected a string, got {_describe(value)}")
+            return None
+        if not value.strip():
+            self.error(key, "must not be empty")
+            return None
+        return value
+
+    def parse(self, obj: object) -> ImageEntry | None:
+        if not isinstance(obj, dict):
+            self.error(None, f"expected an object, got {_describe(obj)}")
+            return None
+        if isinstance(obj.get("ref"), str):
+            self.label = obj["ref"][:60]
+        for key in sorted(set(obj) - KNOWN_KEYS):
+            self.warn(key, f"unknown key (known: {', '.join(sorted(KNOWN_KEYS))}); ignored")
+        ref = self.string(obj, "ref", None)
+        registry_raw = self.string(obj, "registry", DOCKER_HUB)
+        registry = None
+        if registry_raw is not None:
+            registry = normalise_host(registry_raw)
+            if not _HOST_RE.match(registry):
+                self.error("registry", f"{registry_raw!r} is not a registry host[:port]")
+                registry = None
+        private = obj.get("private", False)
+        if not isinstance(private, bool):
+            self.error("private", f"expected true or false, got {_describe(private)}")
+            private = False
+        secret = self.string(obj, "config", DEFAULT_SECRET)
+        if secret is not None and not _SECRET_NAME_RE.match(secret):
+            self.error(
+                "config",
+                f"{secret!r} is not a Kubernetes secret name "
+                "(lowercase letters, digits, '-' and '.')",
+            )
+            secret = None
+        arch = self._arch(obj, registry, private)
+        default_ref = None
+        if "arch" not in obj and ref is not None and registry is not None:
+            default_ref = self._reference("ref", ref, registry, private)
+        if ref is None or registry is None or secret is None:
+            return None
+        if "arch" in obj and arch is None:
+            return None
+        if "arch" not in obj and default_ref is None:
+            return None
+        return ImageEntry(self.index, ref, registry, private, secret, arch, default_ref)
+
+    def _reference(self, key: str, text: str, registry: str, private: bool) -> ImageRef | None:
+        try:
+            image = parse_reference(text, default_registry=registry)
+        except InvalidReferenceError as exc:
+            self.error(key, f"malformed image reference: {exc}")
+            return None
+        if private and image.registry != registry:
+            self.warn(
+                key,
+                f"pulls from {image.registry}, not from registry {registry}; "
+                f"credentials are looked up for {image.registry}",
+            )
+        return image
+
+    def _arch(
+        self, obj: Mapping[str, Any], registry: str | None, private: bool
+    ) -> tuple[tuple[str, ImageRef], ...] | None:
+        if "arch" not in obj:
+            return None
+        value = obj["arch"]
+        if not isinstance(value, dict):
+            self.error(
+                "arch", f"expected an object of architecture -> image, got {_describe(value)}"
+            )
+            return None
+        if not value:
+            self.warn("arch", "empty: no node will pull this entry")
+        result: dict[str, ImageRef] = {}
+        seen: set[str] = set()
+        ok = True
+        for name, ref in value.items():
+            key = f"arch.{name}"
+            arch = canonical_arch(name)
+            if arch is None:
+                self.warn(key, f"unknown architecture (known: {', '.join(SUPPORTED)}); ignored")
+                continue
+            if arch != name:
+                self.warn(key, f"architecture {name!r} is read as {arch!r}")
+            if arch in seen:
+                self.error(key, f"architecture {arch!r} is given twice")
+                ok = False
+                continue
+            seen.add(arch)
+            if not isinstance(ref, str):
+                self.error(key, f"expected an image reference string, got {_describe(ref)}")
+                ok = False
+                continue
+            image = self._reference(key, ref, registry or DOCKER_HUB, private)
+            if image is None:
+                ok = False
+                continue
+            result[arch] = image
+        return tuple(sorted(result.items())) if ok else None
+
+
+def parse_interval(text: str, source: str) -> float:
+    """Seconds between sweeps; a positive finite number. Raises ValueError naming the source."""
+    raw = text.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{source}: expected a positive number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{source}: expected a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _check_duplicates(file: str, entries: list[ImageEntry], problems: list[Problem]) -> None:
+    reported: set[tuple[ImageRef, tuple[int, ...]]] = set()
+    for arch in SUPPORTED:
+        by_image: dict[ImageRef, list[ImageEntry]] = {}
+        for entry in entries:
+            image = entry.target_for(arch)
+            if image is not None:
+                by_image.setdefault(image, []).append(entry)
+        for image, group in by_image.items():
+            indices = tuple(e.index for e in group)
+            if len(group) < 2 or (image, indices) in reported:
+                continue
+            reported.add((image, indices))
+            listed = ", ".join(str(i) for i in indices)
+            conflicting = {(e.private, e.secret) for e in group if e.private}
+            if len(conflicting) > 1 or (conflicting and any(not e.private for e in group)):
+                problems.append(
+                    Problem(
+                        file,
+                        f"entries {listed} all pull {image} but disagree on 'private'/'config'",
+                        group[-1].index,
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        file,
+                        f"duplicate: entries {listed} all pull {image}; pulled once",
+                        group[-1].index,
+                        severity="warning",
+                    )
+                )
+
+
+def parse_images(text: str, file: str) -> tuple[list[ImageEntry], list[Problem]]:
+    """Parse the text of an image file; returns entries and all problems (errors and warnings)."""
+    problems: list[Problem] = []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problems.append(
+            Problem(file, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+        )
+        return [], problems
+    if not isinstance(data, list):
+        problems.append(
+            Problem(file, f"expected a JSON list of image objects, got {_type_name(data)}")
+        )
+        return [], problems
+    if not data:
+        problems.append(Problem(file, "no images configured", severity="warning"))
+    entries: list[ImageEntry] = []
+    for index, obj in enumerate(data):
+        entry = _EntryParser(file, index, problems).parse(obj)
+        if entry is not None:
+            entries.append(entry)
+    _check_duplicates(file, entries, problems)
+    return entries, problems
+
+
+@dataclass(frozen=True)
+class ConfigFiles:
+    """The raw texts a config is made of, read from one consistent snapshot of the directory."""
+
+    image_file: str
+    image_text: str
+    interval_file: str | None
+    interval_text: str | None
+
+
+def locate(path: Path) -> tuple[Path, Path | None]:
+    """The image file and interval file to read for PATH (a config directory or an image file).
+
+    A kubelet ConfigMap volume holds `..data -> ..<timestamp>/` and top-level symlinks through
+    it; reading inside the resolved `..data` gives one consistent generation of both files.
+    """
+    if not path.exists():
+        raise ConfigError([Problem(str(path), "no such file or directory")])
+    if not path.is_dir():
+        return path, None
+    base = path
+    data = path / "..data"
+    if data.is_dir():
+        base = data.resolve()
+    found = [base / name for name in IMAGE_FILES if (base / name).is_file()]
+    if not found:
+        raise ConfigError(
+            [Problem(str(path), f"no image file: expected {' or '.join(IMAGE_FILES)} in it")]
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            [Problem(str(path), f"both {IMAGE_FILES[0]} and {IMAGE_FILES[1]} exist; keep one")]
+        )
+    interval = base / INTERVAL_FILE
+    return found[0], interval if interval.is_file() else None
+
+
+def read_files(path: Path) -> ConfigFiles:
+    image_path, interval_path = locate(path)
+    try:
+        image_text = image_path.read_text(encoding="utf-8")
+        interval_text = interval_path.read_text(encoding="utf-8") if interval_path else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(str(image_path), f"cannot read: {exc}")]) from exc
+    display = path / image_path.name if path.is_dir() else path
+    return ConfigFiles(
+        image_file=str(display),
+        image_text=image_text,
+        interval_file=str(path / INTERVAL_FILE) if interval_path else None,
+        interval_text=interval_text,
+    )
+
+
+def build_config(
+    files: ConfigFiles,
+    *,
+    interval_flag: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Turn raw texts into a Config, or raise ConfigError with every problem found.
+
+    Interval precedence: the flag, then the `interval` file, then env PULL_INTERVAL, then 300 s.
+    """
+    env = os.environ if env is None else env
+    entries, problems = parse_images(files.image_text, files.image_file)
+    interval, source = DEFAULT_INTERVAL, "default"
+    file_interval: float | None = None
+    if files.interval_text is not None and files.interval_file is not None:
+        try:
+            file_interval = parse_interval(files.interval_text, files.interval_file)
+        except ValueError as exc:
+            problems.append(
+                Problem(
+                    files.interval_file,
+                    str(exc).split(": ", 1)[1],
+                    severity="warning" if interval_flag is not None else "error",
+                )
+            )
+    if interval_flag is not None:
+        interval, source = interval_flag, "--interval"
+    elif file_interval is not None:
+        interval, source = file_interval, files.interval_file or INTERVAL_FILE
+    elif env.get(INTERVAL_ENV, "").strip():
+        try:
+            interval = parse_interval(env[INTERVAL_ENV], f"env {INTERVAL_ENV}")
+            source = f"env {INTERVAL_ENV}"
+        except ValueError as exc:
+            problems.append(Problem(f"env {INTERVAL_ENV}", str(exc).split(": ", 1)[1]))
+    if any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    digest = hashlib.sha256(json.dumps([files.image_text, interval]).encode("utf-8")).hexdigest()
+    return Config(
+        entries=tuple(entries),
+        interval=interval,
+        interval_source=source,
+        source=files.image_file,
+        digest=digest,
+        warnings=tuple(problems),
+    )
+
+
+def load_config(
+    path: Path, *, interval_flag: float | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    return build_config(read_files(path), interval_flag=interval_flag, env=env)

@@ -1,0 +1,138 @@
+"""Credentials from mounted dockerconfigjson secrets, and a real private pull with them."""
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from jcp.credentials import CredentialError, RegistryAuth, parse_docker_config, resolve
+from jcp.devstack.images import RegistryClient, push_synthetic
+from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
+from tests.conftest import image_present
+
+PASSWORD = "s3cr3t-Value-42"
+
+
+def cfg(auths: object) -> bytes:
+    return json.dumps({"auths": auths}).encode()
+
+
+def b64(text: str, *, pad: bool = True) -> str:
+    out = base64.b64encode(text.encode()).decode()
+    return out if pad else out.rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"auth": b64(f"bob:{PASSWORD}")},
+        {"username": "bob", "password": PASSWORD},
+    ],
+)
+def test_auth_forms(entry: dict[str, str]) -> None:
+    auth = parse_docker_config(cfg({"quay.io": entry}), "s", "quay.io")
+    assert auth.username == "bob"
+    assert auth.password is not None
+    assert auth.password.startswith(PASSWORD)
+
+
+def test_unpadded_base64() -> None:
+    raw = b64("bob:pw1", pad=False)
+    assert not raw.endswith("=")
+    auth = parse_docker_config(cfg({"quay.io": {"auth": raw}}), "s", "quay.io")
+    assert (auth.username, auth.password) == ("bob", "pw1")
+
+
+def test_identity_token() -> None:
+    auth = parse_docker_config(cfg({"q.io": {"identitytoken": "tok"}}), "s", "q.io")
+    assert auth.header_payload() == {"identitytoken": "tok", "serveraddress": "q.io"}
+
+
+@pytest.mark.parametrize("key", ["https://index.docker.io/v1/", "index.docker.io", "docker.io"])
+def test_docker_hub_spellings_are_one_host(key: str) -> None:
+    auth = parse_docker_config(cfg({key: {"auth": b64("u:p")}}), "s", "docker.io")
+    assert auth.username == "u"
+
+
+def test_legacy_dockercfg_layout() -> None:
+    data = json.dumps({"quay.io": {"auth": b64("u:p")}}).encode()
+    assert parse_docker_config(data, "s", "quay.io").username == "u"
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"{not json", "invalid JSON at line 1"),
+        (b"[]", "expected a JSON object"),
+        (b'{"credsStore": "ecr-login"}', "credential helper"),
+        (cfg({"ghcr.io": {"auth": b64("u:p")}}), "no entry for this host (it has: ghcr.io)"),
+        (cfg({"quay.io": {"auth": "!!!" + PASSWORD}}), "not base64"),
+        (cfg({"quay.io": {"auth": b64(PASSWORD)}}), "does not decode to 'user:password'"),
+        (cfg({"quay.io": {"email": "x"}}), "has none of"),
+    ],
+)
+def test_errors_name_secret_and_host_never_the_value(data: bytes, why: str) -> None:
+    with pytest.raises(CredentialError) as info:
+        parse_docker_config(data, "my-secret", "quay.io")
+    text = str(info.value)
+    assert why in text
+    assert "secret 'my-secret' for registry quay.io" in text
+    assert PASSWORD not in text
+    assert PASSWORD not in repr(info.value)
+
+
+def test_auth_repr_hides_values() -> None:
+    auth = RegistryAuth("q.io", "bob", PASSWORD)
+    assert PASSWORD not in repr(auth)
+    assert PASSWORD not in str(auth)
+
+
+async def test_missing_secret(tmp_path: Path) -> None:
+    with pytest.raises(CredentialError, match="secret not mounted"):
+        await resolve(tmp_path, "absent", "quay.io")
+
+
+async def test_dockerconfigjson_name_and_rotation(tmp_path: Path) -> None:
+    write_docker_secret(tmp_path, "reg", "q.io", "u1", "p1", file=".dockerconfigjson")
+    auth, fp1 = await resolve(tmp_path, "reg", "q.io")
+    assert auth.username == "u1"
+    write_docker_secret(tmp_path, "reg", "q.io", "u2", "p2", file=".dockerconfigjson")
+    auth, fp2 = await resolve(tmp_path, "reg", "q.io")
+    assert auth.username == "u2"
+    assert fp1 != fp2
+
+
+async def test_private_pull_through_real_daemon(
+    stack: Stack,
+    auth_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    unique: Callable[[str], str],
+) -> None:
+    pushed = push_synthetic(auth_client, unique("private/app"), "v1")
+    host = stack.auth_registry.host
+    with pytest.raises(aiodocker.DockerError):
+        await docker.images.pull(pushed.reference)  # no credentials: the registry says no
+    auth, _ = await resolve(docker_root, "jarvice-docker", host)
+    await docker.images.pull(pushed.reference, auth=auth.header_payload())
+    assert await image_present(docker, pushed.reference)
+
+
+async def test_wrong_password_is_refused_by_the_registry(
+    stack: Stack,
+    auth_client: RegistryClient,
+    docker: aiodocker.Docker,
+    tmp_path: Path,
+    unique: Callable[[str], str],
+) -> None:
+    pushed = push_synthetic(auth_client, unique("private/app"), "v1")
+    host = stack.auth_registry.host
+    write_docker_secret(tmp_path, "bad", host, AUTH_USER, "wrong-password")
+    auth, _ = await resolve(tmp_path, "bad", host)
+    with pytest.raises(aiodocker.DockerError) as info:
+        await docker.images.pull(pushed.reference, auth=auth.header_payload())
+    assert "unauthorized" in str(info.value).lower(), str(info.value)
+    assert not await image_present(docker, pushed.reference)

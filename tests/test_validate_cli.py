@@ -1,0 +1,65 @@
+"""`jcp validate` as a user runs it: exit codes and the lines printed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jcp", "validate", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_valid_with_arch_listing(tmp_path: Path) -> None:
+    (tmp_path / "image.config").write_text(
+        json.dumps(
+            [
+                {"ref": "a", "arch": {"amd64": "q.io/a:1", "ppc64le": "q.io/a:p"}},
+                {"ref": "p", "registry": "q.io", "private": True, "config": "reg"},
+                {"ref": "ppc", "arch": {"ppc64le": "q.io/ppc:1"}},
+                {"ref": "u", "odd": True},
+            ]
+        )
+    )
+    (tmp_path / "interval").write_text("60")
+    out = run(str(tmp_path), "--arch", "x86_64")
+    assert out.returncode == 0, out.stdout
+    lines = out.stdout.splitlines()
+    assert "warning:" in lines[0]
+    assert "key 'odd'" in lines[0]
+    assert "ok: 4 entries, interval 60s" in out.stdout
+    assert "a amd64 node pulls 3 image(s):" in out.stdout
+    assert "  pull q.io/a:1" in lines
+    assert "  pull q.io/p:latest (private, secret 'reg')" in lines
+    assert "  skip entry 2 (ppc): no arch.amd64" in lines
+
+
+def test_broken_configs_exit_2_with_every_problem(tmp_path: Path) -> None:
+    cases = {
+        "bad-json": ('[{"ref": "a"', "invalid JSON at line 1 column 13"),
+        "wrong-type": ('[{"ref": "a", "private": 1}]', "entry 0 (a): key 'private'"),
+        "missing-key": ('[{"registry": "q.io"}]', "entry 0: key 'ref': missing"),
+        "bad-ref": ('[{"ref": "a", "arch": {"amd64": "q.io/A"}}]', "uppercase letters"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        out = run(str(path))
+        assert out.returncode == 2, (name, out.stdout)
+        assert expected in out.stdout, (name, out.stdout)
+        assert out.stdout.rstrip().endswith("invalid: 1 error(s)")
+
+
+def test_unknown_arch_and_missing_path(tmp_path: Path) -> None:
+    out = run(str(tmp_path / "none"))
+    assert out.returncode == 2
+    assert "no such file or directory" in out.stdout
+    (tmp_path / "image.config").write_text("[]")
+    out = run(str(tmp_path), "--arch", "mips")
+    assert out.returncode == 2
+    assert "--arch 'mips' is not a known architecture" in out.stdout
