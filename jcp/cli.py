@@ -3,11 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
-from jcp import __version__
+from jcp import __version__, logs
+from jcp.arch import SUPPORTED, canonical_arch
+from jcp.config import parse_interval
+from jcp.credentials import DEFAULT_ROOT
+from jcp.daemon import default_host
+from jcp.failures import Backoff
+from jcp.scheduler import Settings
 from jcp.validate import validate
+
+DEFAULT_CONCURRENCY = 4
+
+
+def _positive(text: str) -> float:
+    try:
+        return parse_interval(text, "value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _arch(text: str) -> str:
+    arch = canonical_arch(text)
+    if arch is None:
+        raise argparse.ArgumentTypeError(f"unknown architecture {text!r} (known: {', '.join(SUPPORTED)})")
+    return arch
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-dir", type=Path, default=Path("/etc/config"),
+                   help="ConfigMap directory holding image.config and interval (default: %(default)s)")
+    p.add_argument("--docker-config-root", type=Path, default=DEFAULT_ROOT,
+                   help="directory of mounted docker secrets, <root>/<config>/config.json "
+                   "(default: %(default)s)")
+    p.add_argument("--docker-host", default=None,
+                   help="Docker daemon address (default: $DOCKER_HOST, else the node socket "
+                   "unix:///var/run/docker.sock)")
+    p.add_argument("--arch", type=_arch, default=None,
+                   help="node architecture (default: the daemon's)")
+    p.add_argument("--concurrency", type=_count, default=DEFAULT_CONCURRENCY,
+                   help="images pulled at once (default: %(default)s)")
+    p.add_argument("--pull-timeout", type=_positive, default=7200.0,
+                   help="seconds one pull attempt may take in all (default: %(default)g)")
+    p.add_argument("--stall-timeout", type=_positive, default=120.0,
+                   help="seconds without any progress before a pull is abandoned and retried "
+                   "(default: %(default)g)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="retries of a transient failure within a sweep (default: %(default)s)")
+    p.add_argument("--backoff", type=_positive, default=1.0,
+                   help="first retry delay in seconds, doubling up to 30 (default: %(default)g)")
+    p.add_argument("-i", "--interval", type=_positive, default=None,
+                   help="seconds between sweeps; overrides the interval file and $PULL_INTERVAL")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -19,14 +80,56 @@ def _build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a config directory or image file")
     val.add_argument("path", type=Path, help="config directory or image.config file")
     val.add_argument("--arch", help="also list what a node of this architecture pulls")
+    run = sub.add_parser("run", help="keep the images pulled: sweep, sleep, reload on change")
+    _add_engine_options(run)
+    once = sub.add_parser(
+        "once", help="one sweep, then exit: 0 all cached, 1 something failed, 2 bad config"
+    )
+    _add_engine_options(once)
+    once.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
+                      help="live progress display (default: in a terminal, unless --log-format json)")
     return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        config_dir=args.config_dir,
+        docker_config_root=args.docker_config_root,
+        docker_host=args.docker_host or default_host(),
+        arch=args.arch,
+        concurrency=args.concurrency,
+        pull_timeout=args.pull_timeout,
+        stall_timeout=args.stall_timeout,
+        backoff=Backoff(base=args.backoff, cap=max(30.0, args.backoff), retries=max(0, args.retries)),
+        interval_flag=args.interval,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "validate":
         return validate(args.path, args.arch)
-    return 2
+    from jcp import app  # noqa: PLC0415 - keeps `jcp validate` free of the async stack
+
+    settings = settings_from(args)
+    once = args.command == "once"
+    display = None
+    if once:
+        from jcp.progress import wants_display  # noqa: PLC0415
+
+        display = wants_display(args.progress, args.log_format)
+    if display is not None:
+        logs.setup(args.log_format, args.log_level, stream=display.log_stream())
+    else:
+        logs.setup(args.log_format, args.log_level)
+    return asyncio.run(
+        app.main(
+            settings,
+            once=once,
+            observer=display,
+            extras=(lambda s: [display.run(s)]) if display is not None else None,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -84,12 +84,20 @@ class ImageEntry:
         return dict(self.arch).get(node_arch)
 
 
+TargetKey = tuple[ImageRef, bool, str]
+
+
 @dataclass(frozen=True)
 class Target:
     """An image a node should hold, and the entry that asks for it."""
 
     image: ImageRef
     entry: ImageEntry
+
+    @property
+    def key(self) -> TargetKey:
+        """Identity across reloads: the same image with other credentials is another target."""
+        return (self.image, self.entry.private, self.entry.secret if self.entry.private else "")
 
     @property
     def registry(self) -> str:

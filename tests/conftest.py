@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,7 +13,9 @@ import aiodocker
 import pytest
 
 from jcp.devstack.images import RegistryClient
+from jcp.devstack.proxy import ThrottleProxy
 from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
+from tests.jcp_process import JcpProcess
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +95,44 @@ async def image_present(docker: aiodocker.Docker, ref: str) -> bool:
             return False
         raise
     return True
+
+
+@pytest.fixture
+def jcp(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., JcpProcess]]:
+    """Start `jcp <command> <args>` against the session's daemon; killed at teardown if alive."""
+    started: list[JcpProcess] = []
+
+    def start(command: str, args: list[str], env: dict[str, str] | None = None) -> JcpProcess:
+        log = tmp_path / f"jcp-{len(started)}.log"
+        proc = JcpProcess(command, args, log, {"DOCKER_HOST": stack.dockerd.host, **(env or {})})
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+@pytest.fixture
+def proxy(stack: Stack) -> Iterator[Callable[..., ThrottleProxy]]:
+    """Throttling proxies in front of the open registry; stopped at teardown."""
+    made: list[ThrottleProxy] = []
+
+    def make(latency: float = 0.0, rate: float | None = None, upstream: str = "") -> ThrottleProxy:
+        p = ThrottleProxy(upstream or stack.open_registry.host, latency=latency, rate=rate).start()
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def image_config(entries: list[dict[str, object]]) -> str:
+    return json.dumps(entries, indent=1)
+
+
+def entry(reference: str, **extra: object) -> dict[str, object]:
+    """An entry without `arch`, pulling REFERENCE (which names its registry)."""
+    host = reference.split("/", 1)[0]
+    return {"ref": reference, "registry": host, **extra}

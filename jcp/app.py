@@ -1,0 +1,129 @@
+"""`jcp run` and `jcp once`: the process lifecycle around the scheduler.
+
+SIGTERM and SIGINT only set one stop event; this module turns it into cancellation of the
+whole task group, which closes every pull stream (the daemon then abandons those pulls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import aiodocker
+
+from jcp.daemon import DaemonUnavailableError
+from jcp.observer import Observer
+from jcp.scheduler import Scheduler, Settings, UnknownArchError
+from jcp.watch import watch_config
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """A task that should never return: if it does, that is a bug, and it is said loudly."""
+    await coro
+    log.error(f"BUG: task {name} returned; jcp stops so that the pod restarts it")
+    raise RuntimeError(f"{name} returned")
+
+
+async def _run_forever(scheduler: Scheduler) -> int:
+    await scheduler.reload()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(_forever("config watcher", watch_config(scheduler)))
+        for i in range(scheduler.settings.concurrency):
+            tg.create_task(_forever(f"puller {i}", scheduler.worker()))
+        tg.create_task(_forever("sweeper", _sweeps(scheduler)))
+    return EXIT_OK
+
+
+async def _sweeps(scheduler: Scheduler) -> None:
+    loop = asyncio.get_running_loop()
+    await scheduler.wait_config()
+    while True:
+        await scheduler.connect(give_up=False)
+        sweep = await scheduler.run_sweep()
+        await scheduler.wait_interval(sweep.ended or loop.time())
+
+
+async def _run_once(scheduler: Scheduler) -> int:
+    await scheduler.reload()
+    if scheduler.config is None:
+        return EXIT_CONFIG
+    try:
+        await scheduler.connect(give_up=True)
+    except DaemonUnavailableError as exc:
+        log.error(f"ERROR: {exc}")
+        return EXIT_FAILED
+    workers = [
+        asyncio.create_task(scheduler.worker()) for _ in range(scheduler.settings.concurrency)
+    ]
+    try:
+        sweep = await scheduler.run_sweep()
+    finally:
+        scheduler.cancel_retries()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    return EXIT_FAILED if sweep.failed else EXIT_OK
+
+
+def _unknown_arch(exc: BaseException) -> UnknownArchError | None:
+    if isinstance(exc, UnknownArchError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _unknown_arch(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def main(
+    settings: Settings,
+    *,
+    once: bool,
+    observer: Observer | None = None,
+    extras: Callable[[Scheduler], list[Awaitable[None]]] | None = None,
+) -> int:
+    """Run until done (once) or until SIGTERM/SIGINT (run); returns the exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    docker = aiodocker.Docker(url=settings.docker_host)
+    scheduler = Scheduler(settings, docker, observer=observer)
+    work = asyncio.create_task(_run_once(scheduler) if once else _run_forever(scheduler))
+    side = [asyncio.ensure_future(a) for a in (extras(scheduler) if extras else [])]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            try:
+                return work.result()
+            except (UnknownArchError, ExceptionGroup) as exc:
+                arch = _unknown_arch(exc)
+                if arch is None:
+                    raise
+                log.error(f"ERROR: {arch}")
+                return EXIT_CONFIG
+        log.info("stop signal received: cancelling pulls in flight and exiting")
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        return EXIT_FAILED if once else EXIT_OK
+    finally:
+        scheduler.cancel_retries()
+        for task in (stopper, *side):
+            task.cancel()
+        await asyncio.gather(stopper, *side, return_exceptions=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await docker.close()

@@ -1,0 +1,34 @@
+"""Hooks the scheduler calls as things happen; metrics and displays subclass this.
+
+A no-op base keeps the scheduler free of any knowledge of Prometheus or terminals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jcp.config import Target
+    from jcp.daemon import DaemonInfo
+    from jcp.scheduler import Scheduler
+    from jcp.sweep import PullResult, Sweep
+
+
+class Observer:
+    def config_reloaded(self, *, ok: bool, scheduler: Scheduler) -> None:
+        """A config was applied (ok) or rejected."""
+
+    def daemon_seen(self, info: DaemonInfo, *, scheduler: Scheduler) -> None:
+        """The daemon answered."""
+
+    def sweep_started(self, sweep: Sweep, *, scheduler: Scheduler) -> None:
+        """A sweep (or reload sweep) began."""
+
+    def sweep_finished(self, sweep: Sweep, *, scheduler: Scheduler) -> None:
+        """A sweep (or reload sweep) ended."""
+
+    def pull_started(self, target: Target, *, scheduler: Scheduler) -> None:
+        """A pull attempt began."""
+
+    def pull_finished(self, result: PullResult, *, scheduler: Scheduler) -> None:
+        """An image's outcome in a sweep is final."""
