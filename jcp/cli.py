@@ -39,34 +39,73 @@ def _count(text: str) -> int:
 def _arch(text: str) -> str:
     arch = canonical_arch(text)
     if arch is None:
-        raise argparse.ArgumentTypeError(f"unknown architecture {text!r} (known: {', '.join(SUPPORTED)})")
+        raise argparse.ArgumentTypeError(
+            f"unknown architecture {text!r} (known: {', '.join(SUPPORTED)})"
+        )
     return arch
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config-dir", type=Path, default=Path("/etc/config"),
-                   help="ConfigMap directory holding image.config and interval (default: %(default)s)")
-    p.add_argument("--docker-config-root", type=Path, default=DEFAULT_ROOT,
-                   help="directory of mounted docker secrets, <root>/<config>/config.json "
-                   "(default: %(default)s)")
-    p.add_argument("--docker-host", default=None,
-                   help="Docker daemon address (default: $DOCKER_HOST, else the node socket "
-                   "unix:///var/run/docker.sock)")
-    p.add_argument("--arch", type=_arch, default=None,
-                   help="node architecture (default: the daemon's)")
-    p.add_argument("--concurrency", type=_count, default=DEFAULT_CONCURRENCY,
-                   help="images pulled at once (default: %(default)s)")
-    p.add_argument("--pull-timeout", type=_positive, default=7200.0,
-                   help="seconds one pull attempt may take in all (default: %(default)g)")
-    p.add_argument("--stall-timeout", type=_positive, default=120.0,
-                   help="seconds without any progress before a pull is abandoned and retried "
-                   "(default: %(default)g)")
-    p.add_argument("--retries", type=int, default=3,
-                   help="retries of a transient failure within a sweep (default: %(default)s)")
-    p.add_argument("--backoff", type=_positive, default=1.0,
-                   help="first retry delay in seconds, doubling up to 30 (default: %(default)g)")
-    p.add_argument("-i", "--interval", type=_positive, default=None,
-                   help="seconds between sweeps; overrides the interval file and $PULL_INTERVAL")
+    p.add_argument(
+        "--config-dir",
+        type=Path,
+        default=Path("/etc/config"),
+        help="ConfigMap directory holding image.config and interval (default: %(default)s)",
+    )
+    p.add_argument(
+        "--docker-config-root",
+        type=Path,
+        default=DEFAULT_ROOT,
+        help="directory of mounted docker secrets, <root>/<config>/config.json "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--docker-host",
+        default=None,
+        help="Docker daemon address (default: $DOCKER_HOST, else the node socket "
+        "unix:///var/run/docker.sock)",
+    )
+    p.add_argument(
+        "--arch", type=_arch, default=None, help="node architecture (default: the daemon's)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_count,
+        default=DEFAULT_CONCURRENCY,
+        help="images pulled at once (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pull-timeout",
+        type=_positive,
+        default=7200.0,
+        help="seconds one pull attempt may take in all (default: %(default)g)",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=_positive,
+        default=120.0,
+        help="seconds without any progress before a pull is abandoned and retried "
+        "(default: %(default)g)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries of a transient failure within a sweep (default: %(default)s)",
+    )
+    p.add_argument(
+        "--backoff",
+        type=_positive,
+        default=1.0,
+        help="first retry delay in seconds, doubling up to 30 (default: %(default)g)",
+    )
+    p.add_argument(
+        "-i",
+        "--interval",
+        type=_positive,
+        default=None,
+        help="seconds between sweeps; overrides the interval file and $PULL_INTERVAL",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -86,8 +125,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "once", help="one sweep, then exit: 0 all cached, 1 something failed, 2 bad config"
     )
     _add_engine_options(once)
-    once.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
-                      help="live progress display (default: in a terminal, unless --log-format json)")
+    once.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="live progress display (default: in a terminal, unless --log-format json)",
+    )
     return parser
 
 
@@ -100,7 +143,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         concurrency=args.concurrency,
         pull_timeout=args.pull_timeout,
         stall_timeout=args.stall_timeout,
-        backoff=Backoff(base=args.backoff, cap=max(30.0, args.backoff), retries=max(0, args.retries)),
+        backoff=Backoff(
+            base=args.backoff, cap=max(30.0, args.backoff), retries=max(0, args.retries)
+        ),
         interval_flag=args.interval,
     )
 

@@ -59,7 +59,7 @@ async def wait_for_daemon(
     while True:
         try:
             return await probe(docker)
-        except Exception as exc:  # noqa: BLE001 - any failure to answer means "not reachable yet"
+        except Exception as exc:
             failure = classify(exc)
             attempt += 1
             if give_up and attempt > backoff.retries:

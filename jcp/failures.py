@@ -58,24 +58,34 @@ class PullTimeoutError(Exception):
 _PATTERNS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE))
     for reason, pattern in (
-        (Reason.PLATFORM, r"no matching manifest|no match for platform|does not match the specified platform"),
+        (Reason.DAEMON, r"grpc: |temporary lease|daemon is shutting down|containerd"),
+        (
+            Reason.PLATFORM,
+            r"no matching manifest|no match for platform|does not match the specified platform",
+        ),
         (Reason.DISK, r"no space left on device"),
         (Reason.REGISTRY, r"toomanyrequests|too many requests|rate limit|\b429\b"),
         (
             Reason.NOT_FOUND,
-            r"manifest unknown|not found|does not exist|name unknown|no such image|"
-            r"repository .* not found",
+            (
+                r"manifest unknown|not found|does not exist|name unknown|no such image|"
+                r"repository .* not found"
+            ),
         ),
         (
             Reason.AUTH,
-            r"unauthorized|authentication required|denied|forbidden|no basic auth credentials|"
-            r"\b401\b|\b403\b|incorrect username or password",
+            (
+                r"unauthorized|authentication required|denied|forbidden|no basic auth credentials|"
+                r"\b401\b|\b403\b|incorrect username or password"
+            ),
         ),
         (
             Reason.REGISTRY,
-            r"connection refused|connection reset|i/o timeout|timeout|EOF|no such host|"
-            r"server misbehaving|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|"
-            r"internal server error|temporary failure",
+            (
+                r"connection refused|connection reset|i/o timeout|timeout|EOF|no such host|"
+                r"server misbehaving|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|"
+                r"internal server error|temporary failure"
+            ),
         ),
     )
 )

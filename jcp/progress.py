@@ -64,7 +64,9 @@ class TerminalProgress(Observer):
         self._draw()
 
     def render(self, scheduler: Scheduler) -> list[str]:
-        width = max(40, os.get_terminal_size(self.out.fileno()).columns if self.out.isatty() else 100)
+        width = max(
+            40, os.get_terminal_size(self.out.fileno()).columns if self.out.isatty() else 100
+        )
         lines = []
         active = [s for s in scheduler.states.values() if s.status == "pulling" and s.progress]
         for state in sorted(active, key=lambda s: str(s.target.image)):

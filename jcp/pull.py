@@ -80,6 +80,7 @@ async def present(docker: aiodocker.Docker, image: ImageRef) -> bool:
 
 async def _stream(
     docker: aiodocker.Docker,
+    *,
     image: ImageRef,
     platform: str,
     auth: RegistryAuth | None,
@@ -138,11 +139,17 @@ async def pull_once(
         try:
             async with asyncio.timeout(pull_timeout):
                 newer, digest = await _stream(
-                    docker, image, platform, auth, stall_timeout, progress, on_event
+                    docker,
+                    image=image,
+                    platform=platform,
+                    auth=auth,
+                    stall_timeout=stall_timeout,
+                    progress=progress,
+                    on_event=on_event,
                 )
         except TimeoutError:
             raise PullTimeoutError(f"pull took longer than {pull_timeout:g}s") from None
-    except Exception as exc:  # noqa: BLE001 - every failure becomes data, see module docstring
+    except Exception as exc:
         return Attempt(
             Outcome.FAILED, time.monotonic() - started, progress.current, failure=classify(exc)
         )

@@ -121,7 +121,9 @@ class Scheduler:
         kept = "keeping the last good config" if self.config else "no valid config yet"
         log.error(
             f"ERROR: config rejected ({kept}):",
-            extra={"fields": {"event": "config_rejected", "problems": [str(p) for p in exc.problems]}},
+            extra={
+                "fields": {"event": "config_rejected", "problems": [str(p) for p in exc.problems]}
+            },
         )
         for problem in exc.problems:
             (log.error if problem.severity == "error" else log.warning)(f"  {problem}")
@@ -158,11 +160,10 @@ class Scheduler:
         interval_note = ""
         if old is not None and old.interval != self.config.interval:
             interval_note = f", interval {old.interval:g}s -> {self.config.interval:g}s"
+        delta = f"; +{len(added)} -{len(removed)}" if old is not None else ""
         log.info(
             f"config generation {self.generation} loaded: {len(selection.targets)} images for "
-            f"{self.node_arch}, {len(selection.skipped)} skipped"
-            + (f"; +{len(added)} -{len(removed)}" if old is not None else "")
-            + interval_note,
+            f"{self.node_arch}, {len(selection.skipped)} skipped{delta}{interval_note}",
             extra={
                 "fields": {
                     "event": "config_loaded",
@@ -288,9 +289,9 @@ class Scheduler:
         state.status = "pulling"
         state.next_retry = None
         state.progress = Progress()
+        again = f" (attempt {item.attempt})" if item.attempt > 1 else ""
         log.info(
-            f"Pulling {image} from {registry}"
-            + (f" (attempt {item.attempt})" if item.attempt > 1 else ""),
+            f"Pulling {image} from {registry}{again}",
             extra={"fields": {"event": "pull_start", **fields}},
         )
         self.observer.pull_started(target, scheduler=self)
@@ -306,12 +307,21 @@ class Scheduler:
             on_event=self._touch,
         )
         failure = attempt.failure
-        if failure is not None and failure.transient and item.attempt <= self.settings.backoff.retries:
-            if key in self.wanted:
-                self._retry(item, state, failure)
-                return
+        retries = self.settings.backoff.retries
+        if failure and failure.transient and item.attempt <= retries and key in self.wanted:
+            self._retry(item, state, failure)
+            return
         if failure is not None and not failure.transient:
-            self._permanent[key] = (fingerprint, self._result(item, attempt.duration, attempt.bytes, None, failure))
+            self._permanent[key] = (
+                fingerprint,
+                self._result(
+                    item,
+                    duration=attempt.duration,
+                    bytes_=attempt.bytes,
+                    digest=None,
+                    failure=failure,
+                ),
+            )
         else:
             self._permanent.pop(key, None)
         self._complete(
@@ -358,6 +368,7 @@ class Scheduler:
     def _result(
         self,
         item: _Item,
+        *,
         duration: float,
         bytes_: int,
         digest: str | None,
@@ -389,7 +400,9 @@ class Scheduler:
         outcome: Outcome | None = None,
         repeat: PullResult | None = None,
     ) -> None:
-        result = repeat or self._result(item, duration, bytes_, digest, failure, outcome)
+        result = repeat or self._result(
+            item, duration=duration, bytes_=bytes_, digest=digest, failure=failure, outcome=outcome
+        )
         image, registry = result.image, result.registry
         fields = {
             "image": str(image),

@@ -43,7 +43,7 @@ class ImageState:
 
 @dataclass
 class Sweep:
-    """One pass over the selected images (kind "sweep"), or over images a reload added ("reload")."""
+    """One pass over the selected images ("sweep"), or over the images a reload added ("reload")."""
 
     number: int
     kind: str

@@ -36,8 +36,10 @@ async def watch_config(scheduler: Scheduler) -> None:
                 await scheduler.reload()
         except (OSError, RuntimeError) as exc:
             if not warned:
-                log.warning(f"cannot watch config directory {path}: {exc}; re-reading it every "
-                            f"{scheduler.settings.poll:g}s until it can be watched")
+                log.warning(
+                    f"cannot watch config directory {path}: {exc}; re-reading it every "
+                    f"{scheduler.settings.poll:g}s until it can be watched"
+                )
                 warned = True
             await asyncio.sleep(scheduler.settings.poll)
             await scheduler.reload()

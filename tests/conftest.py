@@ -136,3 +136,13 @@ def entry(reference: str, **extra: object) -> dict[str, object]:
     """An entry without `arch`, pulling REFERENCE (which names its registry)."""
     host = reference.split("/", 1)[0]
     return {"ref": reference, "registry": host, **extra}
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Every test leaves the session's event loop with no task of its own still running."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    assert not leaked, f"test leaked asyncio tasks: {leaked}"

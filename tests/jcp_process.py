@@ -22,7 +22,9 @@ class JcpProcess:
         full_env.update(env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jcp", command, *args],
-            stdout=self._out, stderr=subprocess.STDOUT, env=full_env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
         )
 
     def text(self) -> str:
@@ -45,9 +47,13 @@ class JcpProcess:
             if len(hits) >= count:
                 return hits[count - 1]
             if self.proc.poll() is not None:
-                pytest.fail(f"jcp exited ({self.proc.returncode}) before {pattern!r}:\n{self.text()}")
+                pytest.fail(
+                    f"jcp exited ({self.proc.returncode}) before {pattern!r}:\n{self.text()}"
+                )
             if loop.time() > deadline:
-                pytest.fail(f"no {count} line(s) matching {pattern!r} in {timeout}s:\n{self.text()}")
+                pytest.fail(
+                    f"no {count} line(s) matching {pattern!r} in {timeout}s:\n{self.text()}"
+                )
             await asyncio.sleep(0.05)
 
     async def wait_exit(self, timeout: float = 60) -> int:
@@ -75,9 +81,13 @@ def engine_args(
     config_dir: Path, docker_root: Path, *, concurrency: int = 4, extra: list[str] | None = None
 ) -> list[str]:
     return [
-        "--config-dir", str(config_dir),
-        "--docker-config-root", str(docker_root),
-        "--concurrency", str(concurrency),
-        "--backoff", "0.1",
+        "--config-dir",
+        str(config_dir),
+        "--docker-config-root",
+        str(docker_root),
+        "--concurrency",
+        str(concurrency),
+        "--backoff",
+        "0.1",
         *(extra or []),
     ]

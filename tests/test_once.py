@@ -40,17 +40,24 @@ def max_in_flight(lines: list[str]) -> int:
 
 
 async def test_concurrent_warm_up(
-    tmp_path: Path, open_client: RegistryClient, docker: aiodocker.Docker, docker_root: Path,
-    jcp: Start, unique: Callable[[str], str],
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
 ) -> None:
     base = make_layer(256 * 1024, seed=101)
     refs = [
-        push_synthetic(open_client, unique("warm"), "1", layers=2, layer_size=128 * 1024, base=base)
-        .reference
+        push_synthetic(
+            open_client, unique("warm"), "1", layers=2, layer_size=128 * 1024, base=base
+        ).reference
         for _ in range(16)
     ]
-    run = jcp("once", engine_args(config_dir(tmp_path, [entry(r) for r in refs]), docker_root,
-                                  concurrency=4))
+    run = jcp(
+        "once",
+        engine_args(config_dir(tmp_path, [entry(r) for r in refs]), docker_root, concurrency=4),
+    )
     assert await run.wait_exit() == 0, run.text()
     for ref in refs:
         assert await image_present(docker, ref)
@@ -63,8 +70,14 @@ async def test_concurrent_warm_up(
 
 
 async def test_public_private_and_per_entry_secrets(
-    tmp_path: Path, stack: Stack, open_client: RegistryClient, auth_client: RegistryClient,
-    docker: aiodocker.Docker, docker_root: Path, jcp: Start, unique: Callable[[str], str],
+    tmp_path: Path,
+    stack: Stack,
+    open_client: RegistryClient,
+    auth_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
 ) -> None:
     public = push_synthetic(open_client, unique("pub"), "1").reference
     private_a = push_synthetic(auth_client, unique("priv-a"), "1").reference
@@ -72,7 +85,10 @@ async def test_public_private_and_per_entry_secrets(
     # Public entry on the password registry: credentials must not leak onto it (original bug 4).
     public_on_auth = push_synthetic(auth_client, unique("not-public"), "1").reference
     write_docker_secret(
-        docker_root, "second", stack.auth_registry.host, AUTH_USER,
+        docker_root,
+        "second",
+        stack.auth_registry.host,
+        AUTH_USER,
         stack.auth_registry.password or "",
     )
     entries = [
@@ -86,20 +102,26 @@ async def test_public_private_and_per_entry_secrets(
     for ref in (public, private_a, private_b):
         assert await image_present(docker, ref), run.text()
     assert not await image_present(docker, public_on_auth)
-    assert re.search(rf"ERROR: failed pulling {re.escape(public_on_auth)} from \S+: auth:", run.text())
-    assert stack.auth_registry.password not in run.text()
+    assert re.search(
+        rf"ERROR: failed pulling {re.escape(public_on_auth)} from \S+: auth:", run.text()
+    )
+    assert (stack.auth_registry.password or "-") not in run.text()
 
 
 async def test_multi_arch_and_skipped_arch(
-    tmp_path: Path, open_client: RegistryClient, docker: aiodocker.Docker, docker_root: Path,
-    jcp: Start, unique: Callable[[str], str],
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
 ) -> None:
     multi = open_client.push_multiarch(
         unique("multi"), "1", {a: [make_layer(2048)] for a in ("amd64", "arm64", "ppc64le")}
     ).reference
     arm_only = push_synthetic(open_client, unique("armonly"), "1", arch="arm64").reference
     host = multi.split("/")[0]
-    entries = [
+    entries: list[dict[str, object]] = [
         {"ref": "multi", "registry": host, "arch": {"amd64": multi, "arm64": multi}},
         {"ref": "arm-only", "registry": host, "arch": {"arm64": arm_only}},
     ]
@@ -117,7 +139,11 @@ async def test_multi_arch_and_skipped_arch(
 
 
 async def test_missing_image_fails_without_retry(
-    tmp_path: Path, stack: Stack, docker_root: Path, jcp: Start, unique: Callable[[str], str],
+    tmp_path: Path,
+    stack: Stack,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
     open_client: RegistryClient,
 ) -> None:
     good = push_synthetic(open_client, unique("good"), "1").reference
@@ -131,13 +157,19 @@ async def test_missing_image_fails_without_retry(
 
 
 async def test_wrong_credentials(
-    tmp_path: Path, stack: Stack, auth_client: RegistryClient, docker_root: Path, jcp: Start,
+    tmp_path: Path,
+    stack: Stack,
+    auth_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
     unique: Callable[[str], str],
 ) -> None:
     ref = push_synthetic(auth_client, unique("priv"), "1").reference
     write_docker_secret(docker_root, "wrong", stack.auth_registry.host, AUTH_USER, "Wr0ngPassw0rd")
-    entries = [entry(ref, private=True, config="wrong"),
-               entry(f"{ref}-other", private=True, config="not-mounted")]
+    entries = [
+        entry(ref, private=True, config="wrong"),
+        entry(f"{ref}-other", private=True, config="not-mounted"),
+    ]
     entries[1]["ref"] = ref.replace(":1", ":2")
     run = jcp("once", engine_args(config_dir(tmp_path, entries), docker_root))
     assert await run.wait_exit() == 1
@@ -150,7 +182,10 @@ async def test_wrong_credentials(
 
 
 async def test_exit_codes_bad_config_and_no_daemon(
-    tmp_path: Path, docker_root: Path, jcp: Start, open_client: RegistryClient,
+    tmp_path: Path,
+    docker_root: Path,
+    jcp: Start,
+    open_client: RegistryClient,
     unique: Callable[[str], str],
 ) -> None:
     d = config_dir(tmp_path, [])
@@ -160,22 +195,38 @@ async def test_exit_codes_bad_config_and_no_daemon(
     assert "entry 0: key 'ref': expected a string, got number 1" in bad.text()
     ref = push_synthetic(open_client, unique("x"), "1").reference
     (d / "image.config").write_text(json.dumps([entry(ref)]))
-    nodaemon = jcp("once", [*engine_args(d, docker_root), "--retries", "1"],
-                   env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    nodaemon = jcp(
+        "once",
+        [*engine_args(d, docker_root), "--retries", "1"],
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"},
+    )
     assert await nodaemon.wait_exit() == 1
     assert f"ERROR: Docker daemon at unix://{tmp_path}/no.sock unreachable" in nodaemon.text()
 
 
 async def test_stall_is_retried_then_fails(
-    tmp_path: Path, open_client: RegistryClient, docker: aiodocker.Docker, docker_root: Path,
-    jcp: Start, proxy: Callable[..., ThrottleProxy], unique: Callable[[str], str],
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    jcp: Start,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=256 * 1024)
     repo = unique("stall")
     push_synthetic(open_client, repo, "1", layers=1, layer_size=4 << 20)
     ref = f"{slow.host}/{repo}:1"
-    run = jcp("once", [*engine_args(config_dir(tmp_path, [entry(ref)]), docker_root),
-                       "--stall-timeout", "1", "--retries", "1"])
+    run = jcp(
+        "once",
+        [
+            *engine_args(config_dir(tmp_path, [entry(ref)]), docker_root),
+            "--stall-timeout",
+            "1",
+            "--retries",
+            "1",
+        ],
+    )
     await run.wait_line(f"Pulling {ref}")
     slow.pause()
     assert await run.wait_exit(timeout=60) == 1
@@ -186,22 +237,38 @@ async def test_stall_is_retried_then_fails(
 
 
 async def test_pull_timeout(
-    tmp_path: Path, open_client: RegistryClient, docker_root: Path, jcp: Start,
-    proxy: Callable[..., ThrottleProxy], unique: Callable[[str], str],
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=512 * 1024)
     repo = unique("slow")
     push_synthetic(open_client, repo, "1", layers=1, layer_size=8 << 20)
     ref = f"{slow.host}/{repo}:1"
-    run = jcp("once", [*engine_args(config_dir(tmp_path, [entry(ref)]), docker_root),
-                       "--pull-timeout", "1", "--retries", "0"])
+    run = jcp(
+        "once",
+        [
+            *engine_args(config_dir(tmp_path, [entry(ref)]), docker_root),
+            "--pull-timeout",
+            "1",
+            "--retries",
+            "0",
+        ],
+    )
     assert await run.wait_exit(timeout=60) == 1
     assert re.search(r"failed pulling .*: timeout: pull took longer than 1s", run.text())
 
 
 async def test_digest_pinned_present_is_not_pulled_again(
-    tmp_path: Path, open_client: RegistryClient, docker_root: Path, jcp: Start,
-    proxy: Callable[..., ThrottleProxy], unique: Callable[[str], str],
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
 ) -> None:
     gate = proxy()
     repo = unique("pinned")
@@ -220,8 +287,13 @@ async def test_digest_pinned_present_is_not_pulled_again(
 
 
 async def test_sigterm_during_pulls(
-    tmp_path: Path, open_client: RegistryClient, docker: aiodocker.Docker, docker_root: Path,
-    jcp: Start, proxy: Callable[..., ThrottleProxy], unique: Callable[[str], str],
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    jcp: Start,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=256 * 1024)
     refs = []
