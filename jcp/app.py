@@ -9,14 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiodocker
+from prometheus_client import CollectorRegistry
 
+from jcp import http, runtime_check
 from jcp.daemon import DaemonUnavailableError
-from jcp.observer import Observer
+from jcp.metrics import Metrics
+from jcp.observer import Observer, Observers
+from jcp.progress import TerminalProgress
 from jcp.scheduler import Scheduler, Settings, UnknownArchError
 from jcp.watch import watch_config
 
@@ -34,19 +41,25 @@ async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
     raise RuntimeError(f"{name} returned")
 
 
-async def _run_forever(scheduler: Scheduler) -> int:
+async def _run_forever(scheduler: Scheduler, options: RunOptions) -> int:
     await scheduler.reload()
     async with asyncio.TaskGroup() as tg:
         tg.create_task(_forever("config watcher", watch_config(scheduler)))
         for i in range(scheduler.settings.concurrency):
             tg.create_task(_forever(f"puller {i}", scheduler.worker()))
-        tg.create_task(_forever("sweeper", _sweeps(scheduler)))
+        tg.create_task(_forever("sweeper", _sweeps(scheduler, options)))
     return EXIT_OK
 
 
-async def _sweeps(scheduler: Scheduler) -> None:
+async def _sweeps(scheduler: Scheduler, options: RunOptions) -> None:
     loop = asyncio.get_running_loop()
     await scheduler.wait_config()
+    if options.host_root is not None:
+        runtime_check.warn_if_other_runtime(options.host_root)
+    if options.start_jitter > 0:
+        delay = random.uniform(0, options.start_jitter)  # noqa: S311 - spreading load, not crypto
+        log.info(f"start jitter: first sweep in {delay:.1f}s")
+        await asyncio.sleep(delay)
     while True:
         await scheduler.connect(give_up=False)
         sweep = await scheduler.run_sweep()
@@ -86,22 +99,50 @@ def _unknown_arch(exc: BaseException) -> UnknownArchError | None:
     return None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What `jcp run` adds around the scheduler."""
+
+    http_addr: str | None = ":8080"
+    start_jitter: float = 0.0
+    host_root: Path | None = None
+    registry: CollectorRegistry | None = None
+
+
 async def main(
     settings: Settings,
     *,
     once: bool,
-    observer: Observer | None = None,
-    extras: Callable[[Scheduler], list[Awaitable[None]]] | None = None,
+    display: TerminalProgress | None = None,
+    options: RunOptions | None = None,
 ) -> int:
     """Run until done (once) or until SIGTERM/SIGINT (run); returns the exit code."""
+    options = options or RunOptions()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics(options.registry)
+    observers: list[Observer] = [metrics]
+    if display is not None:
+        observers.append(display)
     docker = aiodocker.Docker(url=settings.docker_host)
-    scheduler = Scheduler(settings, docker, observer=observer)
-    work = asyncio.create_task(_run_once(scheduler) if once else _run_forever(scheduler))
-    side = [asyncio.ensure_future(a) for a in (extras(scheduler) if extras else [])]
+    scheduler = Scheduler(settings, docker, observer=Observers(*observers))
+    work = asyncio.create_task(_run_once(scheduler) if once else _run_forever(scheduler, options))
+    side = [asyncio.create_task(display.run(scheduler))] if display is not None else []
+    runner = None
+    if not once and options.http_addr:
+        host, port = http.parse_addr(options.http_addr)
+        app = http.make_app(scheduler, metrics, alive=lambda: not work.done())
+        try:
+            runner = await http.serve(app, host, port)
+        except OSError as exc:
+            log.error(f"ERROR: cannot listen on {options.http_addr}: {exc.strerror}")
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            await docker.close()
+            return EXIT_CONFIG
+        log.info(f"serving /healthz /readyz /metrics /status on {options.http_addr}")
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,6 +165,8 @@ async def main(
         for task in (stopper, *side):
             task.cancel()
         await asyncio.gather(stopper, *side, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await docker.close()

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from jcp import __version__, logs
+from jcp import __version__, disk, logs
 from jcp.arch import SUPPORTED, canonical_arch
 from jcp.config import parse_interval
 from jcp.credentials import DEFAULT_ROOT
@@ -34,6 +34,23 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _min_free(text: str) -> disk.MinFree:
+    try:
+        return disk.parse_min_free(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _arch(text: str) -> str:
@@ -106,6 +123,27 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds between sweeps; overrides the interval file and $PULL_INTERVAL",
     )
+    p.add_argument(
+        "--disk-path",
+        type=Path,
+        default=None,
+        help="path on the image disk to watch for free space (default: the "
+        "daemon's data root, when visible to jcp)",
+    )
+    p.add_argument(
+        "--min-free",
+        type=_min_free,
+        default=disk.MinFree(fraction=0.15),
+        help="free space to keep on the image disk, e.g. 15%%, 20GiB, 0 for off "
+        "(default: 15%%, kubelet's default image GC threshold)",
+    )
+    p.add_argument(
+        "--disk-check-interval",
+        type=_positive,
+        default=10.0,
+        help="seconds between free-space checks while the disk guard holds pulls "
+        "back (default: %(default)g)",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -121,6 +159,26 @@ def _build_parser() -> argparse.ArgumentParser:
     val.add_argument("--arch", help="also list what a node of this architecture pulls")
     run = sub.add_parser("run", help="keep the images pulled: sweep, sleep, reload on change")
     _add_engine_options(run)
+    run.add_argument(
+        "--http-addr",
+        default=":8080",
+        help="address of /healthz /readyz /metrics /status; '' turns it off (default: %(default)s)",
+    )
+    run.add_argument(
+        "--start-jitter",
+        type=_non_negative,
+        default=10.0,
+        help="random delay of up to this many seconds before the first sweep, so "
+        "that nodes restarting together do not hit the registry at once "
+        "(default: %(default)g)",
+    )
+    run.add_argument(
+        "--host-root",
+        type=Path,
+        default=None,
+        help="where the host's /run is mounted (e.g. /host), to warn when the "
+        "kubelet uses containerd or CRI-O instead of Docker",
+    )
     once = sub.add_parser(
         "once", help="one sweep, then exit: 0 all cached, 1 something failed, 2 bad config"
     )
@@ -147,6 +205,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
             base=args.backoff, cap=max(30.0, args.backoff), retries=max(0, args.retries)
         ),
         interval_flag=args.interval,
+        disk_path=args.disk_path,
+        min_free=args.min_free,
+        disk_poll=args.disk_check_interval,
     )
 
 
@@ -167,14 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup(args.log_format, args.log_level, stream=display.log_stream())
     else:
         logs.setup(args.log_format, args.log_level)
-    return asyncio.run(
-        app.main(
-            settings,
-            once=once,
-            observer=display,
-            extras=(lambda s: [display.run(s)]) if display is not None else None,
+    options = None
+    if not once:
+        options = app.RunOptions(
+            http_addr=args.http_addr or None,
+            start_jitter=args.start_jitter,
+            host_root=args.host_root,
         )
-    )
+    return asyncio.run(app.main(settings, once=once, display=display, options=options))
 
 
 if __name__ == "__main__":

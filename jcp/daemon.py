@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiodocker
@@ -48,7 +49,12 @@ async def probe(docker: aiodocker.Docker) -> DaemonInfo:
 
 
 async def wait_for_daemon(
-    docker: aiodocker.Docker, host: str, backoff: Backoff, *, give_up: bool
+    docker: aiodocker.Docker,
+    host: str,
+    backoff: Backoff,
+    *,
+    give_up: bool,
+    on_failure: Callable[[], None] | None = None,
 ) -> DaemonInfo:
     """Probe until the daemon answers, logging each failure with the next delay.
 
@@ -61,6 +67,8 @@ async def wait_for_daemon(
             return await probe(docker)
         except Exception as exc:
             failure = classify(exc)
+            if on_failure is not None:
+                on_failure()
             attempt += 1
             if give_up and attempt > backoff.retries:
                 raise DaemonUnavailableError(

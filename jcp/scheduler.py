@@ -22,13 +22,14 @@ from pathlib import Path
 
 import aiodocker
 
-from jcp import credentials
+from jcp import credentials, disk
 from jcp.config import Config, ConfigError, Target, TargetKey, build_config, read_files
 from jcp.credentials import CredentialError, RegistryAuth
 from jcp.daemon import DaemonInfo, wait_for_daemon
-from jcp.failures import Backoff, Failure, classify
+from jcp.failures import Backoff, Failure, Reason, classify
 from jcp.observer import Observer
 from jcp.pull import Outcome, Progress, pull_once
+from jcp.refs import ImageRef, InvalidReferenceError, parse_reference
 from jcp.sweep import ImageState, PullResult, Sweep
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class Settings:
     interval_flag: float | None = None
     poll: float = 5.0
     """Seconds between re-reads of the config when no inotify event came (a safety net)."""
+    disk_path: Path | None = None
+    """Where the image disk is visible to jcp; None: the daemon's data root, if visible."""
+    min_free: disk.MinFree = field(default_factory=lambda: disk.MinFree(fraction=0.15))
+    disk_poll: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class Scheduler:
         self._raw_seen: str | None = None
         self._in_flight: set[TargetKey] = set()
         self._retry_handles: set[asyncio.TimerHandle] = set()
+        self.disk_reading: disk.DiskReading | None = None
+        self.disk_guard_active = False
 
     # -- config ---------------------------------------------------------------------------
 
@@ -236,6 +243,7 @@ class Scheduler:
         """Run one full sweep to its end (after any reload sweep still in progress)."""
         while self.sweep is not None:
             await self.sweep.done.wait()
+        await self.refresh_presence()
         targets = list(self.wanted.values())
         sweep = self._new_sweep("sweep", targets)
         await sweep.done.wait()
@@ -250,12 +258,88 @@ class Scheduler:
             if key not in self.wanted or item.sweep.done.is_set():
                 self._drop(item.sweep, key)
                 continue
+            await self._wait_for_disk()
+            if key not in self.wanted or item.sweep.done.is_set():
+                self._drop(item.sweep, key)
+                continue
             self._in_flight.add(key)
             try:
                 await self._process(item)
             finally:
                 self._in_flight.discard(key)
                 self.last_progress = time.monotonic()
+
+    def _disk_path(self) -> Path | None:
+        if self.settings.disk_path is not None:
+            return self.settings.disk_path
+        if self.daemon is not None and self.daemon.data_root:
+            return Path(self.daemon.data_root)
+        return None
+
+    def check_disk(self) -> bool:
+        """True when there is room to start a pull (or no way to tell)."""
+        path = self._disk_path()
+        reading = disk.read(path, self.settings.min_free) if path is not None else None
+        self.disk_reading = reading
+        low = reading is not None and reading.low
+        if low != self.disk_guard_active:
+            self.disk_guard_active = low
+            assert reading is not None
+            if low:
+                log.warning(
+                    f"disk guard: {reading.free / 1e9:.2f} GB free on {reading.path}, below "
+                    f"--min-free {self.settings.min_free}; new pulls wait until space is back",
+                    extra={"fields": {"event": "disk_low", "free": reading.free}},
+                )
+            else:
+                log.info(
+                    f"disk guard: {reading.free / 1e9:.2f} GB free on {reading.path}; pulls resume",
+                    extra={"fields": {"event": "disk_ok", "free": reading.free}},
+                )
+        self.observer.disk_checked(scheduler=self)
+        return not low
+
+    async def _wait_for_disk(self) -> None:
+        while not self.check_disk():
+            self.last_progress = time.monotonic()
+            await asyncio.sleep(self.settings.disk_poll)
+
+    def disk_status(self) -> dict[str, object] | None:
+        r = self.disk_reading
+        if r is None:
+            return None
+        return {
+            "path": r.path,
+            "free_bytes": r.free,
+            "required_bytes": r.required,
+            "active": self.disk_guard_active,
+        }
+
+    async def refresh_presence(self) -> None:
+        """Mark which selected images the daemon holds now (kubelet GC may have removed some)."""
+        try:
+            images = await self.docker.images.list()
+        except Exception:
+            return
+        held: set[ImageRef] = set()
+        for image in images:
+            for name in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
+                try:
+                    held.add(parse_reference(name))
+                except InvalidReferenceError:
+                    continue
+        now = time.time()
+        for state in self.states.values():
+            if state.status in ("pulling", "retrying"):
+                continue
+            if state.target.image in held:
+                if state.cached_since is None:
+                    state.cached_since = now
+                if state.status == "pending":
+                    state.status = "cached"
+            elif state.status == "cached":
+                state.status = "pending"
+                state.cached_since = None
 
     async def _credentials(self, target: Target) -> tuple[RegistryAuth | None, str]:
         """Credentials for a private target, and a fingerprint of the entry and its secret."""
@@ -416,6 +500,8 @@ class Scheduler:
             note = ""
             if repeat is not None:
                 note = " (permanent: not retried until the config or the secret changes)"
+            if result.reason == Reason.DAEMON:
+                self.observer.daemon_lost()
             log.error(
                 f"ERROR: failed pulling {image} from {registry}: {result.reason}: "
                 f"{result.message}{note}",
@@ -449,9 +535,12 @@ class Scheduler:
 
     async def connect(self, *, give_up: bool) -> DaemonInfo:
         info = await wait_for_daemon(
-            self.docker, self.settings.docker_host, self.settings.backoff, give_up=give_up
+            self.docker,
+            self.settings.docker_host,
+            self.settings.backoff,
+            give_up=give_up,
+            on_failure=self.observer.daemon_lost,
         )
-        self.observer.daemon_seen(info, scheduler=self)
         if self.daemon is None:
             log.info(
                 f"Docker daemon at {self.settings.docker_host}: version {info.version}, "
@@ -467,6 +556,7 @@ class Scheduler:
             self.node_arch = info.arch
             if self.config is not None:
                 self._select(None)
+        self.observer.daemon_seen(info, scheduler=self)
         return info
 
     async def wait_interval(self, since: float) -> None:

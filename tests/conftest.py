@@ -14,6 +14,7 @@ import pytest
 
 from jcp.devstack.images import RegistryClient
 from jcp.devstack.proxy import ThrottleProxy
+from jcp.devstack.services import free_port
 from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
 from tests.jcp_process import JcpProcess
 
@@ -104,7 +105,15 @@ def jcp(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., JcpProcess]]:
 
     def start(command: str, args: list[str], env: dict[str, str] | None = None) -> JcpProcess:
         log = tmp_path / f"jcp-{len(started)}.log"
+        http = None
+        if command == "run":
+            if "--http-addr" not in args:
+                http = f"127.0.0.1:{free_port()}"
+                args = [*args, "--http-addr", http]
+            if "--start-jitter" not in args:
+                args = [*args, "--start-jitter", "0"]
         proc = JcpProcess(command, args, log, {"DOCKER_HOST": stack.dockerd.host, **(env or {})})
+        proc.http = f"http://{http}" if http else None
         started.append(proc)
         return proc
 

@@ -16,6 +16,7 @@ import pytest
 class JcpProcess:
     def __init__(self, command: str, args: list[str], log: Path, env: dict[str, str]) -> None:
         self.log = log
+        self.http: str | None = None
         self._out = log.open("wb")
         full_env = {**os.environ, **env}
         full_env.pop("PULL_INTERVAL", None)
