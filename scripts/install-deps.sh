@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the test stack runs: dockerd, the registry, and htpasswd for the password one.
+# Debian packages the tests run: dockerd, the registry, htpasswd for the password-protected one,
+# debootstrap (the container test's base image) and shellcheck.
 set -euo pipefail
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

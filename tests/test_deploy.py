@@ -49,7 +49,7 @@ def kind(docs: list[dict[str, Any]], k: str) -> dict[str, Any]:
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (c,) = kind(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"]
-    return c
+    return dict(c)
 
 
 def test_manifests_validate_against_kubernetes_schemas(rendered: list[dict[str, Any]]) -> None:
