@@ -59,6 +59,7 @@ class Harness:
         self.client: RegistryClient | None = None
         self.proxies: list[ThrottleProxy] = []
         self.env = {**os.environ, "DOCKER_HOST": ""}
+        self.last_daemon_cpu = 0.0
 
     def __enter__(self) -> Harness:  # noqa: PYI034 - a final class; Self adds nothing here
         progress(f"starting dockerd and registries in {self.root}")
@@ -149,14 +150,21 @@ class Harness:
 
     # -- contenders ----------------------------------------------------------------------------
 
+    def daemon_cpu(self) -> float:
+        proc = self.stack.dockerd.proc
+        return proc_stats(proc.pid)["cpu"] if proc is not None else 0.0
+
     def _timed(self, cmd: list[str], *, stdin: str | None = None) -> tuple[float, float]:
-        """Wall seconds and the child's CPU seconds (user + system)."""
+        """Wall seconds and the child's CPU seconds (user + system); the daemon's CPU seconds
+        for the same run are left in `last_daemon_cpu`."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        daemon_before = self.daemon_cpu()
         t0 = time.perf_counter()
         out = subprocess.run(
             cmd, env=self.env, input=stdin, capture_output=True, text=True, check=False
         )
         wall = time.perf_counter() - t0
+        self.last_daemon_cpu = self.daemon_cpu() - daemon_before
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
             raise RuntimeError(f"{cmd[:3]} failed ({out.returncode}): {out.stderr[-1500:]}")

@@ -29,7 +29,7 @@ class Sizes:
     base_size: int = 4 * MiB
     steady_large: int = 200
     repeats: int = 3
-    concurrency: int = 4
+    concurrency: int = 8
     latency: float = 0.025
     rate: float = 100e6
     reload_repeats: int = 10
@@ -55,6 +55,7 @@ def _contenders(h: Harness, refs: list[str], name: str, sz: Sizes, *, cold: bool
     config = h.config_dir(name, refs)
     runs: dict[str, list[float]] = {"serial_cli": [], "parallel_cli": [], "jcp": []}
     cpu: dict[str, list[float]] = {k: [] for k in runs}
+    daemon: dict[str, list[float]] = {k: [] for k in runs}
     actions: dict[str, Callable[[], tuple[float, float]]] = {
         "serial_cli": lambda: h.serial_cli(refs),
         "parallel_cli": lambda: h.parallel_cli(refs, sz.concurrency),
@@ -69,12 +70,14 @@ def _contenders(h: Harness, refs: list[str], name: str, sz: Sizes, *, cold: bool
             wall, used = action()
             runs[contender].append(wall)
             cpu[contender].append(used)
+            daemon[contender].append(h.last_daemon_cpu)
             progress(f"{name}: {contender} run {rep + 1}/{sz.repeats}: {wall:.2f}s")
     stats = {k: Stats.of(v) for k, v in runs.items()}
     return {
         "images": len(refs),
         "seconds": {k: s.json() for k, s in stats.items()},
         "cpu_seconds": {k: Stats.of(v).json() for k, v in cpu.items()},
+        "dockerd_cpu_seconds": {k: Stats.of(v).json() for k, v in daemon.items()},
         "jcp_vs_serial": round(stats["jcp"].median / stats["serial_cli"].median, 3),
         "jcp_vs_parallel": round(stats["jcp"].median / stats["parallel_cli"].median, 3),
     }

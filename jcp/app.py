@@ -123,7 +123,7 @@ async def main(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics(options.registry)
-    observers: list[Observer] = [metrics]
+    observers: list[Observer] = [] if once else [metrics]
     if display is not None:
         observers.append(display)
     docker = aiodocker.Docker(url=settings.docker_host)

@@ -16,7 +16,7 @@ from jcp.failures import Backoff
 from jcp.scheduler import Settings
 from jcp.validate import validate
 
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 8
 
 
 def _positive(text: str) -> float:

@@ -109,6 +109,7 @@ class Metrics(Observer):
             registry=r,
         )
         self._cached_images: set[str] = set()
+        self._present: set[str] = set()
         self._failing: dict[str, str] = {}
         self._digest: str | None = None
         self._build_labels: tuple[str, str, str, str] | None = None
@@ -178,7 +179,8 @@ class Metrics(Observer):
             self._set_failing(image, reason)
         else:
             self._set_failing(image, None)
-        self.sync_images(scheduler)
+        if image in self._cached_images:  # O(1): a sweep of n images costs O(n), not O(n^2)
+            self._set_cached(image, result.present)
 
     # -- per-image series -------------------------------------------------------------------
 
@@ -190,19 +192,26 @@ class Metrics(Observer):
             self.failing.labels(image, reason).set(1)
             self._failing[image] = reason
 
+    def _set_cached(self, image: str, cached: bool) -> None:
+        self.cached.labels(image).set(1 if cached else 0)
+        if cached:
+            self._present.add(image)
+        else:
+            self._present.discard(image)
+        self.present.set(len(self._present))
+
     def sync_images(self, scheduler: Scheduler) -> None:
-        """Make per-image series match the selected images and their last known state."""
+        """Make per-image series match the selected images and their last known state.
+
+        O(n): called on config changes, at sweep starts and per scrape, never per pull.
+        """
         current = {str(s.target.image): s for s in scheduler.states.values()}
         for gone in self._cached_images - current.keys():
             self.cached.remove(gone)
             self._set_failing(gone, None)
-        present = 0
-        for image, state in current.items():
-            is_cached = state.status == "cached" or (
-                state.status in ("pulling", "retrying") and state.cached_since is not None
-            )
-            present += is_cached
-            self.cached.labels(image).set(1 if is_cached else 0)
+        self._present = {image for image, s in current.items() if s.cached_since is not None}
+        for image in current:
+            self.cached.labels(image).set(1 if image in self._present else 0)
         self._cached_images = set(current)
         self.selected.set(len(current))
-        self.present.set(present)
+        self.present.set(len(self._present))

@@ -11,6 +11,7 @@ changes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -44,7 +45,7 @@ class Settings:
     docker_config_root: Path = credentials.DEFAULT_ROOT
     docker_host: str = "unix:///var/run/docker.sock"
     arch: str | None = None
-    concurrency: int = 4
+    concurrency: int = 8
     pull_timeout: float = 7200.0
     stall_timeout: float = 120.0
     backoff: Backoff = field(default_factory=Backoff)
@@ -508,7 +509,6 @@ class Scheduler:
                 extra={"fields": {"event": "pull_failed", **fields, "reason": str(result.reason)}},
             )
             state.status = "failed"
-            state.cached_since = None
         else:
             verb = "Pulled" if result.outcome == Outcome.PULLED else "Up to date:"
             extra = (
@@ -523,6 +523,7 @@ class Scheduler:
             state.status = "cached"
             if state.cached_since is None:
                 state.cached_since = time.time()
+        result = dataclasses.replace(result, present=state.cached_since is not None)
         state.last = result
         state.next_retry = None
         if item.target.key not in self.wanted:

@@ -27,6 +27,8 @@ class PullResult:
     reason: Reason | None = None
     message: str | None = None
     permanent: bool = False
+    present: bool = False
+    """Whether the image is in the daemon after this result (a failed refresh may leave it)."""
 
 
 @dataclass
