@@ -139,12 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this scenario (repeatable)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument(
+        "--daemon-arg",
+        action="append",
+        default=[],
+        help="extra dockerd flag, e.g. --daemon-arg=--max-concurrent-downloads=12",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     names = args.only or list(SCENARIOS)
     results: dict[str, Any] = {}
     started = time.time()
-    with Harness() as h:
+    with Harness(daemon_args=tuple(args.daemon_arg)) as h:
         docker_version = subprocess.run(
             ["docker", "version", "-f", "{{.Server.Version}}"],
             env=h.env,
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "docker": docker_version,
         },
         "sizes": sizes.__dict__,
+        "daemon_args": args.daemon_arg,
         "seconds_total": round(time.time() - started, 1),
         "results": results,
     }

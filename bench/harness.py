@@ -53,9 +53,10 @@ class Stats:
 
 
 class Harness:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, daemon_args: tuple[str, ...] = ()) -> None:
         self.root = root or Path(tempfile.mkdtemp(prefix="jcp-bench-"))
         self.stack = Stack(self.root / "stack")
+        self.stack.dockerd.extra_args = daemon_args
         self.client: RegistryClient | None = None
         self.proxies: list[ThrottleProxy] = []
         self.env = {**os.environ, "DOCKER_HOST": ""}

@@ -14,18 +14,21 @@ import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiodocker
-from prometheus_client import CollectorRegistry
 
-from jcp import http, runtime_check
 from jcp.daemon import DaemonUnavailableError
-from jcp.metrics import Metrics
 from jcp.observer import Observer, Observers
-from jcp.progress import TerminalProgress
 from jcp.scheduler import Scheduler, Settings, UnknownArchError
-from jcp.watch import watch_config
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from jcp.progress import TerminalProgress
+
+# `jcp once` is often a one-shot job: the HTTP server, metrics and the config watcher are
+# imported only by `jcp run`, which keeps once's start-up (and its share of a sweep) short.
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _run_forever(scheduler: Scheduler, options: RunOptions) -> int:
+    from jcp.watch import watch_config  # noqa: PLC0415 - see the note on imports above
+
     await scheduler.reload()
     async with asyncio.TaskGroup() as tg:
         tg.create_task(_forever("config watcher", watch_config(scheduler)))
@@ -55,6 +60,8 @@ async def _sweeps(scheduler: Scheduler, options: RunOptions) -> None:
     loop = asyncio.get_running_loop()
     await scheduler.wait_config()
     if options.host_root is not None:
+        from jcp import runtime_check  # noqa: PLC0415 - see the note on imports above
+
         runtime_check.warn_if_other_runtime(options.host_root)
     if options.start_jitter > 0:
         delay = random.uniform(0, options.start_jitter)  # noqa: S311 - spreading load, not crypto
@@ -122,8 +129,13 @@ async def main(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    metrics = Metrics(options.registry)
-    observers: list[Observer] = [] if once else [metrics]
+    observers: list[Observer] = []
+    if not once:
+        from jcp import http  # noqa: PLC0415 - see the note on imports above
+        from jcp.metrics import Metrics  # noqa: PLC0415
+
+        metrics = Metrics(options.registry)
+        observers.append(metrics)
     if display is not None:
         observers.append(display)
     docker = aiodocker.Docker(url=settings.docker_host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -217,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return validate(args.path, args.arch)
     from jcp import app  # noqa: PLC0415 - keeps `jcp validate` free of the async stack
 
-    settings = settings_from(args)
     once = args.command == "once"
+    settings = dataclasses.replace(settings_from(args), track_presence=not once)
     display = None
     if once:
         from jcp.progress import wants_display  # noqa: PLC0415

@@ -36,8 +36,7 @@ class DaemonInfo:
 
 
 async def probe(docker: aiodocker.Docker) -> DaemonInfo:
-    info = await docker.system.info()
-    version = await docker.version()
+    info, version = await asyncio.gather(docker.system.info(), docker.version())
     raw = str(info.get("Architecture", ""))
     return DaemonInfo(
         arch=canonical_arch(raw),

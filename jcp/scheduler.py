@@ -56,6 +56,8 @@ class Settings:
     """Where the image disk is visible to jcp; None: the daemon's data root, if visible."""
     min_free: disk.MinFree = field(default_factory=lambda: disk.MinFree(fraction=0.15))
     disk_poll: float = 10.0
+    track_presence: bool = True
+    """List the daemon's images at each sweep, for /status and metrics (`jcp run` only)."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,8 @@ class Scheduler:
         """Run one full sweep to its end (after any reload sweep still in progress)."""
         while self.sweep is not None:
             await self.sweep.done.wait()
-        await self.refresh_presence()
+        if self.settings.track_presence:
+            await self.refresh_presence()
         targets = list(self.wanted.values())
         sweep = self._new_sweep("sweep", targets)
         await sweep.done.wait()

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 dir=${1:-/tmp/jcp-demo}
 bash scripts/install-deps.sh
-"$python" -m pip install -q --disable-pip-version-check . 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
+if ! "$python" -c 'import jcp, aiodocker, watchfiles' 2>/dev/null; then
+  "$python" -m pip install -q --disable-pip-version-check . 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
+fi
 if [ -f "$dir/stack.json" ]; then
   echo "== a stack is already up in $dir; reusing it"
 else

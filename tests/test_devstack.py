@@ -74,3 +74,30 @@ def test_dev_stack_script_up_and_down(tmp_path: Path) -> None:
         )
     assert down.returncode == 0, down.stderr
     assert not (root / "stack.json").exists()
+
+
+def test_demo_script(tmp_path: Path) -> None:
+    """The README's first command, as a new user runs it (jcp already installed here)."""
+    root = Path(os.environ.get("JCP_TEST_TMP", "/tmp")) / f"jcp-demo-{os.getpid()}"
+    try:
+        out = subprocess.run(
+            ["bash", str(ROOT / "scripts/demo.sh"), str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=170,
+            stdin=subprocess.DEVNULL,
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert "a amd64 node pulls 4 image(s):" in out.stdout
+        assert "sweep 1 done" in out.stderr
+        assert "4 pulled, 0 up to date, 1 skipped, 0 failed" in out.stderr
+        assert "== exit code: 0" in out.stdout
+        assert f"jcp run --config-dir {root}/config" in out.stdout
+    finally:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts/dev-stack.sh"), "down", str(root)],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import aiodocker
+import pytest
 
 from jcp.devstack.images import RegistryClient, make_layer, push_synthetic
 from jcp.devstack.proxy import ThrottleProxy
@@ -286,7 +289,33 @@ async def test_digest_pinned_present_is_not_pulled_again(
     assert gate.requests == requests
 
 
-async def test_sigterm_during_pulls(
+async def test_progress_display(
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
+) -> None:
+    slow = proxy(rate=2 << 20)
+    repo = unique("shown")
+    push_synthetic(open_client, repo, "1", layers=1, layer_size=3 << 20)
+    ref = f"{slow.host}/{repo}:1"
+    run = jcp(
+        "once",
+        [*engine_args(config_dir(tmp_path, [entry(ref)]), docker_root), "--progress", "always"],
+    )
+    assert await run.wait_exit() == 0
+    text = run.text()
+    assert re.search(rf"↓ {re.escape(ref)} +\d+\.\d MB +\d+%", text), text
+    assert re.search(r"\[#*-+\] 0/1 images", text)
+    assert "\x1b[" in text  # the block is redrawn in place
+    assert f"Pulled {ref}" in text  # log lines still appear, above the block
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_during_pulls(
+    sig: int,
     tmp_path: Path,
     open_client: RegistryClient,
     docker: aiodocker.Docker,
@@ -303,9 +332,7 @@ async def test_sigterm_during_pulls(
         refs.append(f"{slow.host}/{repo}:1")
     run = jcp("run", engine_args(config_dir(tmp_path, [entry(r) for r in refs]), docker_root))
     await run.wait_line("Pulling", count=2)
-    run.signal()
-    import asyncio  # noqa: PLC0415
-
+    run.signal(sig)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     assert await run.wait_exit(timeout=10) == 0

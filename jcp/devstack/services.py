@@ -87,6 +87,7 @@ class Dockerd:
     root: Path
     storage_driver: str | None = None
     proc: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def socket(self) -> Path:
@@ -117,6 +118,7 @@ class Dockerd:
             "--iptables=false",
             "--ip6tables=false",
             f"--storage-driver={driver}",
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 60) -> None:
