@@ -302,6 +302,9 @@ def jcp_image(stack: Stack, base_image: str) -> str:
     return tag
 
 
+@pytest.mark.timeout(
+    900
+)  # the first use builds the debootstrap base (about a minute) and the image
 def test_image_labels_and_entrypoint(stack: Stack, jcp_image: str) -> None:
     info = json.loads(_docker(stack, "image", "inspect", jcp_image).stdout)[0]["Config"]
     assert info["Entrypoint"] == ["/opt/jcp/bin/jcp"]
@@ -319,6 +322,7 @@ def container_name(stack: Stack) -> Iterator[str]:
     _docker(stack, "rm", "-f", name, check=False)
 
 
+@pytest.mark.timeout(900)  # also builds the image when run alone
 async def test_container_runs_as_the_daemonset_says(
     tmp_path: Path,
     stack: Stack,
