@@ -182,23 +182,15 @@ class Harness:
             stdin="\n".join(refs) + "\n",
         )
 
+    def _jcp(self, command: str, config: Path, concurrency: int) -> list[str]:
+        return [
+            sys.executable, "-m", "jcp", command, "--config-dir", str(config),
+            "--docker-config-root", str(self.root / "no-secrets"),
+            "--concurrency", str(concurrency),
+        ]  # fmt: skip
+
     def jcp_once(self, config: Path, concurrency: int) -> tuple[float, float]:
-        return self._timed(
-            [
-                sys.executable,
-                "-m",
-                "jcp",
-                "once",
-                "--config-dir",
-                str(config),
-                "--docker-config-root",
-                str(self.root / "no-secrets"),
-                "--concurrency",
-                str(concurrency),
-                "--progress",
-                "never",
-            ]
-        )
+        return self._timed([*self._jcp("once", config, concurrency), "--progress", "never"])
 
     def jcp_validate(self, config: Path) -> tuple[float, float]:
         return self._timed([sys.executable, "-m", "jcp", "validate", str(config)])
@@ -209,16 +201,7 @@ class Harness:
         with log.open("wb") as out:
             return subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "jcp",
-                    "run",
-                    "--config-dir",
-                    str(config),
-                    "--docker-config-root",
-                    str(self.root / "no-secrets"),
-                    "--concurrency",
-                    str(concurrency),
+                    *self._jcp("run", config, concurrency),
                     "--http-addr",
                     "",
                     "--start-jitter",

@@ -13,6 +13,7 @@ import aiodocker
 import pytest
 
 from jcp.devstack.images import RegistryClient
+from jcp.devstack.kubelet import write_volume
 from jcp.devstack.proxy import ThrottleProxy
 from jcp.devstack.services import free_port
 from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
@@ -155,3 +156,9 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
     assert not leaked, f"test leaked asyncio tasks: {leaked}"
+
+
+def publish(d: Path, entries: list[dict[str, object]], interval: str = "300") -> Path:
+    """Write a config directory the way kubelet updates a ConfigMap volume."""
+    write_volume(d, {"image.config": image_config(entries), "interval": interval})
+    return d

@@ -22,15 +22,10 @@ from jcp.devstack.kubelet import write_volume
 from jcp.devstack.proxy import ThrottleProxy
 from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
 from jcp.runtime_check import other_runtime
-from tests.conftest import entry, image_config, image_present, wait_for
+from tests.conftest import entry, image_config, image_present, publish, wait_for
 from tests.jcp_process import JcpProcess, engine_args
 
 Start = Callable[..., JcpProcess]
-
-
-def publish(d: Path, entries: list[dict[str, object]], interval: str = "300") -> Path:
-    write_volume(d, {"image.config": image_config(entries), "interval": interval})
-    return d
 
 
 async def get(url: str) -> tuple[int, str]:
