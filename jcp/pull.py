@@ -8,6 +8,7 @@ cancel, stall or timeout) makes the daemon abandon the pull.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,12 @@ class Progress:
 
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     cached_layers: int = 0
+    status: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def queued(self) -> bool:
+        """Some layer waits for one of the daemon's download slots (3 for all pulls, by default)."""
+        return any(s in ("Waiting", "Pulling fs layer") for s in self.status.values())
 
     @property
     def current(self) -> int:
@@ -49,6 +56,7 @@ class Progress:
         if not isinstance(layer, str):
             return
         detail = event.get("progressDetail") or {}
+        self.status[layer] = status
         if status == "Downloading":
             current, total = int(detail.get("current", 0)), int(detail.get("total", 0))
             self.layers[layer] = (current, max(total, current))
@@ -87,8 +95,15 @@ async def _stream(
     stall_timeout: float,
     progress: Progress,
     on_event: Callable[[], None] | None,
+    activity: Callable[[], float] | None,
 ) -> tuple[bool, str | None]:
-    """Follow the pull stream; returns (downloaded newer image, digest)."""
+    """Follow the pull stream; returns (downloaded newer image, digest).
+
+    A pull is stalled when its stream has been silent for `stall_timeout`, unless its layers
+    are queued behind the daemon's download slots while the daemon makes progress elsewhere
+    (ACTIVITY: monotonic time of the last event of any pull): a 10 GB image downloading next
+    to it must not get it abandoned.
+    """
     from_image = image.name if image.digest is None else str(image)
     tag = image.tag if image.digest is None else None
     stream = docker.images.pull(
@@ -98,25 +113,41 @@ async def _stream(
         auth=auth.header_payload() if auth else None,
         stream=True,
     )
+    last = time.monotonic()
     newer, digest = False, None
-    loop = asyncio.get_running_loop()
+
+    async def consume() -> None:
+        nonlocal last, newer, digest
+        async for event in stream:
+            last = time.monotonic()
+            progress.update(event)
+            status = str(event.get("status", ""))
+            if status.startswith("Digest: "):
+                digest = status.removeprefix("Digest: ").strip()
+            elif status.startswith("Status: Downloaded newer image"):
+                newer = True
+            if on_event is not None:
+                on_event()
+
+    task = asyncio.create_task(consume())
     try:
-        async with asyncio.timeout(stall_timeout) as stall:
-            async for event in stream:
-                stall.reschedule(loop.time() + stall_timeout)
-                progress.update(event)
-                status = str(event.get("status", ""))
-                if status.startswith("Digest: "):
-                    digest = status.removeprefix("Digest: ").strip()
-                elif status.startswith("Status: Downloaded newer image"):
-                    newer = True
-                if on_event is not None:
-                    on_event()
-    except TimeoutError:
-        if stall.expired():
-            raise StallError(f"no progress for {stall_timeout:g}s; pull abandoned") from None
-        raise
-    return newer, digest
+        while True:
+            await asyncio.wait({task}, timeout=min(1.0, stall_timeout / 4))
+            if task.done():
+                task.result()
+                return newer, digest
+            now = time.monotonic()
+            if now - last <= stall_timeout:
+                continue
+            elsewhere = activity() if activity is not None else last
+            if progress.queued and now - elsewhere <= stall_timeout:
+                continue
+            raise StallError(f"no progress for {stall_timeout:g}s; pull abandoned")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def pull_once(
@@ -129,6 +160,7 @@ async def pull_once(
     stall_timeout: float,
     progress: Progress | None = None,
     on_event: Callable[[], None] | None = None,
+    activity: Callable[[], float] | None = None,
 ) -> Attempt:
     """One attempt at IMAGE; a digest-pinned image already present is not pulled at all."""
     started = time.monotonic()
@@ -146,6 +178,7 @@ async def pull_once(
                     stall_timeout=stall_timeout,
                     progress=progress,
                     on_event=on_event,
+                    activity=activity,
                 )
         except TimeoutError:
             raise PullTimeoutError(f"pull took longer than {pull_timeout:g}s") from None

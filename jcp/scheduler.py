@@ -393,6 +393,7 @@ class Scheduler:
             stall_timeout=self.settings.stall_timeout,
             progress=state.progress,
             on_event=self._touch,
+            activity=lambda: self.last_progress,
         )
         failure = attempt.failure
         retries = self.settings.backoff.retries

@@ -239,6 +239,33 @@ async def test_stall_is_retried_then_fails(
     assert not await image_present(docker, ref)
 
 
+async def test_queued_behind_daemon_download_slots_is_not_a_stall(
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker: aiodocker.Docker,
+    docker_root: Path,
+    jcp: Start,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
+) -> None:
+    """The daemon downloads 3 layers at a time for all pulls: the others wait silently, and
+    must not be abandoned as stalled while the daemon is busy with the first three."""
+    slow = proxy(rate=3 << 20)
+    refs = []
+    for _ in range(5):
+        repo = unique("queued")
+        push_synthetic(open_client, repo, "1", layers=1, layer_size=4 << 20)
+        refs.append(f"{slow.host}/{repo}:1")
+    d = config_dir(tmp_path, [entry(r) for r in refs])
+    run = jcp("once", [*engine_args(d, docker_root, concurrency=5), "--stall-timeout", "2",
+                       "--retries", "0"])  # fmt: skip
+    assert await run.wait_exit(timeout=90) == 0, run.text()
+    assert "stall" not in run.text()
+    assert "5 pulled, 0 up to date, 0 skipped, 0 failed" in run.text()
+    for ref in refs:
+        assert await image_present(docker, ref)
+
+
 async def test_pull_timeout(
     tmp_path: Path,
     open_client: RegistryClient,

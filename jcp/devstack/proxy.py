@@ -116,5 +116,7 @@ class ThrottleProxy:
             await asyncio.gather(
                 self._pump(client_r, up_w, down=False), self._pump(up_r, client_w, down=True)
             )
+        except asyncio.CancelledError:
+            return  # stop() cancels connections; nothing to report
         finally:
             self._tasks.discard(task)
