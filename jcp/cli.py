@@ -54,6 +54,26 @@ def _min_free(text: str) -> disk.MinFree:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _docker_host(text: str) -> str:
+    if not text.startswith(("unix://", "tcp://", "http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"expected unix:///path/to/docker.sock or tcp://HOST:PORT, got {text!r}"
+        )
+    return text
+
+
+def _http_addr(text: str) -> str:
+    if not text:
+        return text
+    from jcp.http import parse_addr  # noqa: PLC0415 - only `jcp run` needs the HTTP stack
+
+    try:
+        parse_addr(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _arch(text: str) -> str:
     arch = canonical_arch(text)
     if arch is None:
@@ -79,6 +99,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--docker-host",
+        type=_docker_host,
         default=None,
         help="Docker daemon address (default: $DOCKER_HOST, else the node socket "
         "unix:///var/run/docker.sock)",
@@ -162,6 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_engine_options(run)
     run.add_argument(
         "--http-addr",
+        type=_http_addr,
         default=":8080",
         help="address of /healthz /readyz /metrics /status; '' turns it off (default: %(default)s)",
     )
@@ -219,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     from jcp import app  # noqa: PLC0415 - keeps `jcp validate` free of the async stack
 
     once = args.command == "once"
+    if args.docker_host is None:
+        try:
+            _docker_host(default_host())
+        except argparse.ArgumentTypeError as exc:
+            print(f"jcp {args.command}: error: $DOCKER_HOST: {exc}", file=sys.stderr)
+            return 2
     settings = dataclasses.replace(settings_from(args), track_presence=not once)
     display = None
     if once:

@@ -1,6 +1,7 @@
 """`jcp validate` as a user runs it: exit codes and the lines printed."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,22 @@ def test_unknown_arch_and_missing_path(tmp_path: Path) -> None:
     out = run(str(tmp_path), "--arch", "mips")
     assert out.returncode == 2
     assert "--arch 'mips' is not a known architecture" in out.stdout
+
+
+def test_bad_engine_arguments_are_usage_errors(tmp_path: Path) -> None:
+    """Each mistake is named, with exit code 2 and no traceback."""
+    cases = [
+        (["once", "--docker-host", "foo"], {}, "--docker-host: expected unix://"),
+        (["once"], {"DOCKER_HOST": "bogus"}, "$DOCKER_HOST: expected unix://"),
+        (["run", "--http-addr", "nonsense"], {}, "--http-addr: expected HOST:PORT"),
+        (["once", "--concurrency", "0"], {}, "--concurrency: expected a whole number >= 1"),
+        (["once", "--min-free", "200%"], {}, "--min-free: percentage must be in [0, 100)"),
+        (["once", "--arch", "mips"], {}, "--arch: unknown architecture 'mips'"),
+        (["once", "--interval", "-5"], {}, "--interval: expected a positive number"),
+    ]
+    for args, env, message in cases:
+        out = subprocess.run([sys.executable, "-m", "jcp", *args], capture_output=True, text=True,
+                             check=False, env={**os.environ, **env})  # fmt: skip
+        assert out.returncode == 2, (args, out.stderr)
+        assert message in out.stderr, (args, out.stderr)
+        assert "Traceback" not in out.stderr
