@@ -332,3 +332,25 @@ async def test_runtime_warning_and_start_jitter_in_run(
         await run.wait_line(r"WARNING: this node has a CRI-O socket and no cri-dockerd socket")
         await run.wait_line(f"Pulled {re.escape(ref)}")
         assert run.count("WARNING: this node") == 1
+
+
+async def test_healthz_reports_a_wedged_sweep(docker: aiodocker.Docker, tmp_path: Path) -> None:
+    """A scheduler that stops making progress cannot be produced on purpose with a real daemon
+    (every real hang is cut by the stall timeout); this sets its progress clock back instead,
+    on a real Scheduler, to check the decision /healthz makes from it."""
+    from jcp.http import health  # noqa: PLC0415
+    from jcp.scheduler import Scheduler, Settings  # noqa: PLC0415
+    from jcp.sweep import Sweep  # noqa: PLC0415
+
+    scheduler = Scheduler(Settings(config_dir=tmp_path, stall_timeout=10), docker)
+    assert health(scheduler, alive=True) == (True, "ok")
+    assert health(scheduler, alive=False) == (False, "scheduler task has stopped")
+    scheduler.sweep = Sweep(number=7, kind="sweep", remaining=set())
+    scheduler.last_progress -= 79  # limit is 2 * stall_timeout + 60 = 80 s
+    assert health(scheduler, alive=True)[0] is True
+    scheduler.last_progress -= 2
+    ok, why = health(scheduler, alive=True)
+    assert not ok
+    assert why.startswith("sweep 7 has made no progress for 8")
+    scheduler.disk_guard_active = True  # waiting for disk space is not being wedged
+    assert health(scheduler, alive=True)[0] is True
