@@ -161,12 +161,17 @@ class Scheduler:
         removed = [k for k in self.wanted if k not in new]
         self.wanted = new
         for key in removed:
+            self._permanent.pop(key, None)
             if key not in self._in_flight:
                 self.states.pop(key, None)
             if self.sweep is not None and key not in self._in_flight:
                 self._drop(self.sweep, key)
-        for target in added:
-            self.states[target.key] = ImageState(target)
+        for key, target in new.items():  # entries may have moved: keep /status's index true
+            state = self.states.get(key)
+            if state is None:
+                self.states[key] = ImageState(target)
+            else:
+                state.target = target
         interval_note = ""
         if old is not None and old.interval != self.config.interval:
             interval_note = f", interval {old.interval:g}s -> {self.config.interval:g}s"
@@ -530,6 +535,7 @@ class Scheduler:
         result = dataclasses.replace(result, present=state.cached_since is not None)
         state.last = result
         state.next_retry = None
+        state.progress = None  # per-layer counts matter only while pulling
         if item.target.key not in self.wanted:
             self.states.pop(item.target.key, None)
         self.observer.pull_finished(result, scheduler=self)
