@@ -32,7 +32,7 @@ cat <<EOT
 
 Next:
   export DOCKER_HOST=$DOCKER_HOST
-  jcp run --config-dir $dir/config --docker-config-root $dir/docker
+  jcp run --config-dir $dir/config --docker-config-root $dir/docker --start-jitter 0
 and, in another shell, edit $dir/config/image.config (or $dir/config/interval): jcp reloads it
 at once, pulls what was added and logs a one-line summary of every sweep.
 Stop the stack with: scripts/dev-stack.sh down $dir
