@@ -12,7 +12,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from jcp.devstack.images import RegistryClient
+from jcp.devstack.images import RegistryClient, push_synthetic
 from jcp.devstack.kubelet import write_volume
 from jcp.devstack.proxy import ThrottleProxy
 from jcp.devstack.services import free_port
@@ -162,3 +162,9 @@ def publish(d: Path, entries: list[dict[str, object]], interval: str = "300") ->
     """Write a config directory the way kubelet updates a ConfigMap volume."""
     write_volume(d, {"image.config": image_config(entries), "interval": interval})
     return d
+
+
+def push_via(client: RegistryClient, proxy: ThrottleProxy, repo: str, size: int) -> str:
+    """Push a one-layer image of SIZE bytes; return its reference through PROXY."""
+    push_synthetic(client, repo, "1", layers=1, layer_size=size)
+    return f"{proxy.host}/{repo}:1"

@@ -22,7 +22,7 @@ from jcp.devstack.kubelet import write_volume
 from jcp.devstack.proxy import ThrottleProxy
 from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
 from jcp.runtime_check import other_runtime
-from tests.conftest import entry, image_config, image_present, publish, wait_for
+from tests.conftest import entry, image_config, image_present, publish, push_via, wait_for
 from tests.jcp_process import JcpProcess, engine_args
 
 Start = Callable[..., JcpProcess]
@@ -132,9 +132,7 @@ async def test_readyz_healthz_status_during_a_long_pull(
     unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=1 << 20)
-    repo = unique("long")
-    push_synthetic(open_client, repo, "1", layers=1, layer_size=6 << 20)
-    ref = f"{slow.host}/{repo}:1"
+    ref = push_via(open_client, slow, unique("long"), 6 << 20)
     cfg = publish(tmp_path / "config", [entry(ref)])
     run = jcp("run", engine_args(cfg, docker_root))
     base = await wait_http(run)

@@ -15,7 +15,7 @@ import pytest
 from jcp.devstack.images import RegistryClient, make_layer, push_synthetic
 from jcp.devstack.proxy import ThrottleProxy
 from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
-from tests.conftest import entry, image_config, image_present
+from tests.conftest import entry, image_config, image_present, push_via
 from tests.jcp_process import JcpProcess, engine_args
 
 Start = Callable[..., JcpProcess]
@@ -217,9 +217,7 @@ async def test_stall_is_retried_then_fails(
     unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=256 * 1024)
-    repo = unique("stall")
-    push_synthetic(open_client, repo, "1", layers=1, layer_size=4 << 20)
-    ref = f"{slow.host}/{repo}:1"
+    ref = push_via(open_client, slow, unique("stall"), 4 << 20)
     run = jcp(
         "once",
         [
@@ -275,9 +273,7 @@ async def test_pull_timeout(
     unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=512 * 1024)
-    repo = unique("slow")
-    push_synthetic(open_client, repo, "1", layers=1, layer_size=8 << 20)
-    ref = f"{slow.host}/{repo}:1"
+    ref = push_via(open_client, slow, unique("slow"), 8 << 20)
     run = jcp(
         "once",
         [
@@ -325,9 +321,7 @@ async def test_progress_display(
     unique: Callable[[str], str],
 ) -> None:
     slow = proxy(rate=2 << 20)
-    repo = unique("shown")
-    push_synthetic(open_client, repo, "1", layers=1, layer_size=3 << 20)
-    ref = f"{slow.host}/{repo}:1"
+    ref = push_via(open_client, slow, unique("shown"), 3 << 20)
     run = jcp(
         "once",
         [*engine_args(config_dir(tmp_path, [entry(ref)]), docker_root), "--progress", "always"],
