@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         except argparse.ArgumentTypeError as exc:
             print(f"jcp {args.command}: error: $DOCKER_HOST: {exc}", file=sys.stderr)
             return 2
-    settings = dataclasses.replace(settings_from(args), track_presence=not once)
+    settings = dataclasses.replace(
+        settings_from(args), track_presence=not once, outlast_daemon=not once
+    )
     display = None
     if once:
         from jcp.progress import wants_display  # noqa: PLC0415

@@ -58,6 +58,9 @@ class Settings:
     disk_poll: float = 10.0
     track_presence: bool = True
     """List the daemon's images at each sweep, for /status and metrics (`jcp run` only)."""
+    outlast_daemon: bool = True
+    """A pull cut off because the daemon went away waits for it and goes again, without
+    spending an attempt (`jcp run`); `jcp once` counts it as a failure instead."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Scheduler:
         self._raw_seen: str | None = None
         self._in_flight: set[TargetKey] = set()
         self._retry_handles: set[asyncio.TimerHandle] = set()
+        self._daemon_lock = asyncio.Lock()
+        self._outages = 0
         self.disk_reading: disk.DiskReading | None = None
         self.disk_guard_active = False
 
@@ -401,6 +406,8 @@ class Scheduler:
             activity=lambda: self.last_progress,
         )
         failure = attempt.failure
+        if failure and failure.reason == Reason.DAEMON and await self._outlast_daemon(item):
+            return
         retries = self.settings.backoff.retries
         if failure and failure.transient and item.attempt <= retries and key in self.wanted:
             self._retry(item, state, failure)
@@ -427,6 +434,40 @@ class Scheduler:
             digest=attempt.digest,
             outcome=attempt.outcome,
         )
+
+    async def _outlast_daemon(self, item: _Item) -> bool:
+        """If the daemon really is gone, wait for it and re-queue ITEM as it was. A probe
+        decides, so that an error merely classified as a daemon error can never loop."""
+        if not self.settings.outlast_daemon or item.target.key not in self.wanted:
+            return False
+        outages = self._outages
+        # A daemon that is shutting down still answers /version for a moment while it fails
+        # pulls ("grpc: the client connection is closing"): probe once it has had time to go.
+        await asyncio.sleep(1.0)
+        async with self._daemon_lock:
+            if self._outages == outages:  # nobody waited out an outage meanwhile: probe
+                try:
+                    async with asyncio.timeout(5):
+                        await self.docker.version()
+                except Exception:
+                    state = self.states.get(item.target.key)
+                    if state is not None:
+                        state.status = "pending"
+                    log.warning(
+                        f"Docker daemon went away while pulling {item.target.image}; waiting "
+                        "for it, then pulling again"
+                    )
+                    await self.connect(give_up=False)
+                    self._outages += 1
+                else:
+                    return False
+        self._put(PRIORITY_SWEEP, item)
+        return True
+
+    def _daemon_down(self) -> None:
+        # Waiting for the daemon is not being wedged: keep /healthz from restarting the pod.
+        self.last_progress = time.monotonic()
+        self.observer.daemon_lost()
 
     def _touch(self) -> None:
         self.last_progress = time.monotonic()
@@ -550,7 +591,7 @@ class Scheduler:
             self.settings.docker_host,
             self.settings.backoff,
             give_up=give_up,
-            on_failure=self.observer.daemon_lost,
+            on_failure=self._daemon_down,
         )
         if self.daemon is None:
             log.info(
