@@ -23,8 +23,6 @@ from jcp.observer import Observer, Observers
 from jcp.scheduler import Scheduler, Settings, UnknownArchError
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from jcp.progress import TerminalProgress
 
 # `jcp once` is often a one-shot job: the HTTP server, metrics and the config watcher are
@@ -113,7 +111,6 @@ class RunOptions:
     http_addr: str | None = ":8080"
     start_jitter: float = 0.0
     host_root: Path | None = None
-    registry: CollectorRegistry | None = None
 
 
 async def main(
@@ -134,7 +131,7 @@ async def main(
         from jcp import http  # noqa: PLC0415 - see the note on imports above
         from jcp.metrics import Metrics  # noqa: PLC0415
 
-        metrics = Metrics(options.registry)
+        metrics = Metrics()
         observers.append(metrics)
     if display is not None:
         observers.append(display)

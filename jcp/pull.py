@@ -34,7 +34,6 @@ class Progress:
     """Live byte counts of one pull, summed over its layers, for displays and /status."""
 
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
-    cached_layers: int = 0
     status: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -63,8 +62,6 @@ class Progress:
         elif status in ("Download complete", "Verifying Checksum"):
             _, total = self.layers.get(layer, (0, 0))
             self.layers[layer] = (total, total)
-        elif status == "Already exists":
-            self.cached_layers += 1
 
 
 @dataclass(frozen=True)

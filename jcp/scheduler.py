@@ -102,6 +102,7 @@ class Scheduler:
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self._daemon_lock = asyncio.Lock()
         self._outages = 0
+        self._skipped = 0  # entries of the current config this node's architecture skips
         self.disk_reading: disk.DiskReading | None = None
         self.disk_guard_active = False
 
@@ -162,6 +163,7 @@ class Scheduler:
         assert self.node_arch is not None
         selection = self.config.select(self.node_arch)
         new = {t.key: t for t in selection.targets}
+        self._skipped = len(selection.skipped)
         added = [t for k, t in new.items() if k not in self.wanted]
         removed = [k for k in self.wanted if k not in new]
         self.wanted = new
@@ -212,8 +214,8 @@ class Scheduler:
     def _new_sweep(self, kind: str, targets: list[Target]) -> Sweep:
         sweep = Sweep(number=next(self._sweeps), kind=kind, remaining={t.key for t in targets})
         self.sweep = sweep
-        if kind == "sweep" and self.config is not None and self.node_arch is not None:
-            sweep.skipped = len(self.config.select(self.node_arch).skipped)
+        if kind == "sweep":
+            sweep.skipped = self._skipped
         self.observer.sweep_started(sweep, scheduler=self)
         for target in targets:
             self._put(PRIORITY_SWEEP, _Item(target, sweep, 1))
@@ -361,12 +363,10 @@ class Scheduler:
         fingerprint = repr(target.key)
         if not entry.private:
             return None, fingerprint
-        found = await credentials.read_secret(
+        auth, secret_fingerprint = await credentials.resolve(
             self.settings.docker_config_root, entry.secret, target.registry
         )
-        fingerprint += found.fingerprint
-        auth = credentials.parse_docker_config(found.data, entry.secret, target.registry)
-        return auth, fingerprint
+        return auth, fingerprint + secret_fingerprint
 
     async def _process(self, item: _Item) -> None:
         target, key = item.target, item.target.key

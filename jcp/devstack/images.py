@@ -208,11 +208,6 @@ class RegistryClient:
         digest = self.put_manifest(repo, tag, index, MANIFEST_LIST)
         return Pushed(f"{self.host}/{repo}:{tag}", digest, total)
 
-    def delete_manifest(self, repo: str, digest: str) -> None:
-        status, _, body = self._request("DELETE", f"/v2/{repo}/manifests/{digest}")
-        if status not in (202, 404):
-            raise RegistryError(f"deleting {repo}@{digest}: HTTP {status} {body[:200]!r}")
-
 
 def push_synthetic(
     client: RegistryClient,

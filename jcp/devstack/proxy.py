@@ -21,7 +21,6 @@ class ThrottleProxy:
         self.latency = latency
         self.rate = rate
         self.port = 0
-        self.bytes_down = 0
         self.requests = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -89,7 +88,6 @@ class ThrottleProxy:
                 await self._flowing.wait()
                 if down:
                     await self._throttle(len(chunk))
-                    self.bytes_down += len(chunk)
                 else:
                     self.requests += 1
                     if self.latency:
