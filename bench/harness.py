@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jcp.devstack.images import RegistryClient, make_layer, push_synthetic
-from jcp.devstack.kubelet import write_volume
-from jcp.devstack.proxy import ThrottleProxy
-from jcp.devstack.stack import Stack
+from devstack.images import RegistryClient, make_layer, push_synthetic
+from devstack.kubelet import write_volume
+from devstack.proxy import ThrottleProxy
+from devstack.stack import Stack
 
 MiB = 1 << 20
 

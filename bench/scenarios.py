@@ -17,8 +17,8 @@ from bench.harness import (
     progress,
     wait_event,
 )
-from jcp.devstack.images import push_synthetic
-from jcp.devstack.kubelet import write_volume
+from devstack.images import push_synthetic
+from devstack.kubelet import write_volume
 
 
 @dataclass(frozen=True)

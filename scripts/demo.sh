@@ -15,7 +15,7 @@ if [ -f "$dir/stack.json" ]; then
   echo "== a stack is already up in $dir; reusing it"
 else
   echo "== starting dockerd and two registries in $dir"
-  "$python" -m jcp.devstack up "$dir"
+  "$python" -m devstack up "$dir"
 fi
 export DOCKER_HOST="unix://$dir/dockerd/docker.sock"
 echo

@@ -9,4 +9,4 @@ case "$1" in up|down) ;; *) usage ;; esac
 here=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 cd "$here"
-exec "$python" -m jcp.devstack "$1" "$2"
+exec "$python" -m devstack "$1" "$2"

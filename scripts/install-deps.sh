@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the tests run: dockerd, the registry, htpasswd for the password-protected one,
-# debootstrap (the container test's base image) and shellcheck.
+# debootstrap (the container test's base image), shellcheck, and containerd (the CRI runtime tests).
 set -euo pipefail
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
@@ -8,6 +8,7 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v containerd >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 bash scripts/install-deps.sh
 "$python" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
-"$python" -m ruff check jcp tests bench
-"$python" -m ruff format --check jcp tests bench
+"$python" -m ruff check jcp tests bench devstack
+"$python" -m ruff format --check jcp tests bench devstack
 "$python" -m mypy
 exec "$python" -m pytest "$@"

@@ -12,11 +12,11 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from jcp.devstack.images import RegistryClient, push_synthetic
-from jcp.devstack.kubelet import write_volume
-from jcp.devstack.proxy import ThrottleProxy
-from jcp.devstack.services import free_port
-from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
+from devstack.images import RegistryClient, push_synthetic
+from devstack.kubelet import write_volume
+from devstack.proxy import ThrottleProxy
+from devstack.services import free_port
+from devstack.stack import AUTH_USER, Stack, write_docker_secret
 from tests.jcp_process import JcpProcess
 
 

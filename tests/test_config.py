@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from jcp.config import ConfigError, Problem, load_config
-from jcp.devstack.kubelet import write_volume
+from devstack.kubelet import write_volume
 
 ORIGINAL_EXAMPLE = [
     {

@@ -9,8 +9,8 @@ import aiodocker
 import pytest
 
 from jcp.credentials import CredentialError, RegistryAuth, parse_docker_config, resolve
-from jcp.devstack.images import RegistryClient, push_synthetic
-from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
+from devstack.images import RegistryClient, push_synthetic
+from devstack.stack import AUTH_USER, Stack, write_docker_secret
 from tests.conftest import image_present
 
 PASSWORD = "s3cr3t-Value-42"

@@ -22,9 +22,9 @@ import yaml
 
 from jcp.cli import _build_parser
 from jcp.config import load_config
-from jcp.devstack.images import RegistryClient, push_synthetic
-from jcp.devstack.kubelet import write_volume
-from jcp.devstack.stack import AUTH_USER, Stack
+from devstack.images import RegistryClient, push_synthetic
+from devstack.kubelet import write_volume
+from devstack.stack import AUTH_USER, Stack
 from tests.conftest import image_present
 
 ROOT = Path(__file__).resolve().parent.parent

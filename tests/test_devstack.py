@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiodocker
 
-from jcp.devstack.images import RegistryClient, make_layer
+from devstack.images import RegistryClient, make_layer
 from tests.conftest import image_present
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jcp.devstack.images import RegistryClient, push_synthetic
-from jcp.devstack.kubelet import write_volume
-from jcp.devstack.proxy import ThrottleProxy
-from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
+from devstack.images import RegistryClient, push_synthetic
+from devstack.kubelet import write_volume
+from devstack.proxy import ThrottleProxy
+from devstack.stack import AUTH_USER, Stack, write_docker_secret
 from jcp.runtime_check import other_runtime
 from tests.conftest import entry, image_config, image_present, publish, push_via, wait_for
 from tests.jcp_process import JcpProcess, engine_args

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from jcp.devstack.images import RegistryClient, make_layer, push_synthetic
-from jcp.devstack.proxy import ThrottleProxy
-from jcp.devstack.stack import AUTH_USER, Stack, write_docker_secret
+from devstack.images import RegistryClient, make_layer, push_synthetic
+from devstack.proxy import ThrottleProxy
+from devstack.stack import AUTH_USER, Stack, write_docker_secret
 from tests.conftest import entry, image_config, image_present, push_via
 from tests.jcp_process import JcpProcess, engine_args
 

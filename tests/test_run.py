@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiodocker
 
-from jcp.devstack.images import RegistryClient, push_synthetic
-from jcp.devstack.kubelet import write_volume
-from jcp.devstack.proxy import ThrottleProxy
-from jcp.devstack.stack import AUTH_USER, Stack
+from devstack.images import RegistryClient, push_synthetic
+from devstack.kubelet import write_volume
+from devstack.proxy import ThrottleProxy
+from devstack.stack import AUTH_USER, Stack
 from tests.conftest import entry, image_config, image_present, publish, wait_for
 from tests.jcp_process import JcpProcess, engine_args
 

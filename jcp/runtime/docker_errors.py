@@ -1,4 +1,4 @@
-"""Why a pull failed, and whether trying again can help: decided in this one place.
+"""Docker's words for failures, mapped into the model's classes: used only by the Docker adapter.
 
 Docker reports registry failures three ways: an HTTP error from `POST /images/create`, an error
 inside the 200 JSON stream (aiodocker's DockerStreamError, status 0), or a broken connection
@@ -9,51 +9,12 @@ matched here against the registry and daemon messages seen in practice.
 from __future__ import annotations
 
 import asyncio
-import random
 import re
-from dataclasses import dataclass
-from enum import StrEnum
 
 import aiodocker
 import aiohttp
 
-from jcp.credentials import CredentialError
-
-
-class Reason(StrEnum):
-    """Failure classes, also used as a metric label: a small, fixed set."""
-
-    AUTH = "auth"
-    CREDENTIALS = "credentials"
-    NOT_FOUND = "not_found"
-    PLATFORM = "platform"
-    TIMEOUT = "timeout"
-    STALL = "stall"
-    REGISTRY = "registry_error"
-    DAEMON = "daemon_error"
-    DISK = "disk"
-
-
-PERMANENT = frozenset({Reason.AUTH, Reason.CREDENTIALS, Reason.NOT_FOUND, Reason.PLATFORM})
-
-
-@dataclass(frozen=True)
-class Failure:
-    reason: Reason
-    message: str
-
-    @property
-    def transient(self) -> bool:
-        return self.reason not in PERMANENT
-
-
-class StallError(Exception):
-    """The daemon sent no progress for the stall timeout."""
-
-
-class PullTimeoutError(Exception):
-    """The pull as a whole ran past --pull-timeout."""
-
+from jcp.model.failures import Failure, Reason
 
 _PATTERNS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE))
@@ -101,13 +62,7 @@ def _from_message(message: str, status: int | None) -> Failure:
 
 
 def classify(exc: BaseException) -> Failure:
-    """The failure class of an exception raised while pulling one image."""
-    if isinstance(exc, CredentialError):
-        return Failure(Reason.CREDENTIALS, str(exc))
-    if isinstance(exc, StallError):
-        return Failure(Reason.STALL, str(exc))
-    if isinstance(exc, PullTimeoutError):
-        return Failure(Reason.TIMEOUT, str(exc))
+    """The failure class of an exception raised by aiodocker while talking to the daemon."""
     if isinstance(exc, aiodocker.DockerError):
         message = str(exc.message).strip()
         if exc.status == 900:
@@ -118,17 +73,3 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
         return Failure(Reason.DAEMON, f"cannot reach the Docker daemon: {exc!r}")
     return Failure(Reason.DAEMON, f"unexpected {type(exc).__name__}: {exc}")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential backoff ("full jitter"), so 500 nodes do not retry in step."""
-
-    base: float = 1.0
-    cap: float = 30.0
-    retries: int = 3
-
-    def delay(self, attempt: int) -> float:
-        """Delay before retry ATTEMPT (1 = first retry)."""
-        ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

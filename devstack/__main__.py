@@ -1,4 +1,4 @@
-"""`python -m jcp.devstack up|down DIR`: the test stack, for a person trying jcp by hand."""
+"""`python -m devstack up|down DIR`: the test stack, for a person trying jcp by hand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from jcp.devstack.services import StackError, kill_pid
-from jcp.devstack.stack import Stack, seed_samples
+from devstack.services import StackError, kill_pid
+from devstack.stack import Stack, seed_samples
 
 
 def _up(root: Path) -> int:
@@ -52,7 +52,7 @@ def _down(root: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jcp.devstack")
+    parser = argparse.ArgumentParser(prog="python -m devstack")
     parser.add_argument("action", choices=["up", "down"])
     parser.add_argument("dir", type=Path)
     args = parser.parse_args(argv)

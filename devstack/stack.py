@@ -8,8 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jcp.devstack.images import RegistryClient, make_layer, push_synthetic
-from jcp.devstack.services import Dockerd, Registry
+from devstack.images import RegistryClient, make_layer, push_synthetic
+from devstack.services import Dockerd, Registry
 
 AUTH_USER = "jcp"
 

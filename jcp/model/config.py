@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from jcp.arch import SUPPORTED, canonical_arch
-from jcp.refs import DOCKER_HUB, ImageRef, InvalidReferenceError, normalise_host, parse_reference
+from jcp.model.errors import JcpError
+from jcp.model.arch import SUPPORTED, canonical_arch
+from jcp.model.refs import DOCKER_HUB, ImageRef, InvalidReferenceError, normalise_host, parse_reference
 
 IMAGE_FILES = ("image.config", "image.json")
 INTERVAL_FILE = "interval"
@@ -56,7 +55,7 @@ class Problem:
         return f"{self.severity}: {where}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(JcpError):
     """A config that must not replace the last good one; carries every problem found."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -359,49 +358,6 @@ class ConfigFiles:
     interval_text: str | None
 
 
-def locate(path: Path) -> tuple[Path, Path | None]:
-    """The image file and interval file to read for PATH (a config directory or an image file).
-
-    A kubelet ConfigMap volume holds `..data -> ..<timestamp>/` and top-level symlinks through
-    it; reading inside the resolved `..data` gives one consistent generation of both files.
-    """
-    if not path.exists():
-        raise ConfigError([Problem(str(path), "no such file or directory")])
-    if not path.is_dir():
-        return path, None
-    base = path
-    data = path / "..data"
-    if data.is_dir():
-        base = data.resolve()
-    found = [base / name for name in IMAGE_FILES if (base / name).is_file()]
-    if not found:
-        raise ConfigError(
-            [Problem(str(path), f"no image file: expected {' or '.join(IMAGE_FILES)} in it")]
-        )
-    if len(found) > 1:
-        raise ConfigError(
-            [Problem(str(path), f"both {IMAGE_FILES[0]} and {IMAGE_FILES[1]} exist; keep one")]
-        )
-    interval = base / INTERVAL_FILE
-    return found[0], interval if interval.is_file() else None
-
-
-def read_files(path: Path) -> ConfigFiles:
-    image_path, interval_path = locate(path)
-    try:
-        image_text = image_path.read_text(encoding="utf-8")
-        interval_text = interval_path.read_text(encoding="utf-8") if interval_path else None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(str(image_path), f"cannot read: {exc}")]) from exc
-    display = path / image_path.name if path.is_dir() else path
-    return ConfigFiles(
-        image_file=str(display),
-        image_text=image_text,
-        interval_file=str(path / INTERVAL_FILE) if interval_path else None,
-        interval_text=interval_text,
-    )
-
-
 def build_config(
     files: ConfigFiles,
     *,
@@ -412,7 +368,7 @@ def build_config(
 
     Interval precedence: the flag, then the `interval` file, then env PULL_INTERVAL, then 300 s.
     """
-    env = os.environ if env is None else env
+    env = {} if env is None else env
     entries, problems = parse_images(files.image_text, files.image_file)
     interval, source = DEFAULT_INTERVAL, "default"
     file_interval: float | None = None
@@ -448,9 +404,3 @@ def build_config(
         digest=digest,
         warnings=tuple(problems),
     )
-
-
-def load_config(
-    path: Path, *, interval_flag: float | None = None, env: Mapping[str, str] | None = None
-) -> Config:
-    return build_config(read_files(path), interval_flag=interval_flag, env=env)

@@ -1,24 +1,22 @@
-"""Registry credentials from mounted `kubernetes.io/dockerconfigjson` secrets.
+"""Registry credentials as data, parsed from the bytes of a `kubernetes.io/dockerconfigjson`.
 
 The original copied the secret over `/root/.docker/config.json` and left it there, so every later
 public pull ran with the last private credentials. Here credentials are resolved per pull, for
-the host actually pulled, read fresh from the file each time (secret rotation needs no restart),
-and passed only in that pull's X-Registry-Auth header.
+the host actually pulled, and handed to the runtime as data: each runtime adapter turns them
+into its own wire form (Docker's X-Registry-Auth header, the CRI's AuthConfig).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiofiles
-
-from jcp.refs import normalise_host
+from jcp.model.errors import JcpError
+from jcp.model.refs import normalise_host
 
 DEFAULT_ROOT = Path("/root/.docker")
 # `config.json` is what a volume with `items: [{key: .dockerconfigjson, path: config.json}]`
@@ -26,7 +24,7 @@ DEFAULT_ROOT = Path("/root/.docker")
 SECRET_FILES = ("config.json", ".dockerconfigjson")
 
 
-class CredentialError(Exception):
+class CredentialError(JcpError):
     """No usable credentials for one image; names the secret and host, never a value."""
 
     def __init__(self, secret: str, host: str, reason: str) -> None:
@@ -44,16 +42,6 @@ class RegistryAuth:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     identitytoken: str | None = field(default=None, repr=False)
-
-    def header_payload(self) -> dict[str, str]:
-        """The JSON object Docker expects (base64url-encoded) in X-Registry-Auth."""
-        if self.identitytoken:
-            return {"identitytoken": self.identitytoken, "serveraddress": self.host}
-        return {
-            "username": self.username or "",
-            "password": self.password or "",
-            "serveraddress": self.host,
-        }
 
     def __str__(self) -> str:
         return f"<credentials for {self.host}>"
@@ -124,33 +112,3 @@ def parse_docker_config(data: bytes, secret: str, host: str) -> RegistryAuth:
     raise CredentialError(
         secret, host, "the host's entry has none of 'auth', 'username'/'password', 'identitytoken'"
     )
-
-
-@dataclass(frozen=True)
-class SecretFile:
-    path: Path
-    data: bytes
-
-    @property
-    def fingerprint(self) -> str:
-        """Changes when the secret is rotated; a hash, so no value is ever kept or shown."""
-        return hashlib.sha256(self.data).hexdigest()[:16]
-
-
-async def read_secret(root: Path, secret: str, host: str) -> SecretFile:
-    for path in secret_paths(root, secret):
-        try:
-            async with aiofiles.open(path, "rb") as f:
-                return SecretFile(path, await f.read())
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise CredentialError(secret, host, f"cannot read {path}: {exc.strerror}") from None
-    tried = " or ".join(str(p) for p in secret_paths(root, secret))
-    raise CredentialError(secret, host, f"secret not mounted: no {tried}")
-
-
-async def resolve(root: Path, secret: str, host: str) -> tuple[RegistryAuth, str]:
-    """Credentials for HOST from secret SECRET, and the secret's fingerprint."""
-    found = await read_secret(root, secret, host)
-    return parse_docker_config(found.data, secret, host), found.fingerprint

@@ -1,0 +1,62 @@
+"""Why a pull failed, and whether trying again can help: decided in this one place.
+
+Each runtime adapter maps its own errors into these classes; `PERMANENT` decides retry or not.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from jcp.model.errors import JcpError
+
+
+
+class Reason(StrEnum):
+    """Failure classes, also used as a metric label: a small, fixed set."""
+
+    AUTH = "auth"
+    CREDENTIALS = "credentials"
+    NOT_FOUND = "not_found"
+    PLATFORM = "platform"
+    TIMEOUT = "timeout"
+    STALL = "stall"
+    REGISTRY = "registry_error"
+    DAEMON = "daemon_error"
+    DISK = "disk"
+
+
+PERMANENT = frozenset({Reason.AUTH, Reason.CREDENTIALS, Reason.NOT_FOUND, Reason.PLATFORM})
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: Reason
+    message: str
+
+    @property
+    def transient(self) -> bool:
+        return self.reason not in PERMANENT
+
+
+class StallError(JcpError):
+    """The daemon sent no progress for the stall timeout."""
+
+
+class PullTimeoutError(JcpError):
+    """The pull as a whole ran past --pull-timeout."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Jittered exponential backoff ("full jitter"), so 500 nodes do not retry in step."""
+
+    base: float = 1.0
+    cap: float = 30.0
+    retries: int = 3
+
+    def delay(self, attempt: int) -> float:
+        """Delay before retry ATTEMPT (1 = first retry)."""
+        ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

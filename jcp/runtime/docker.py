@@ -1,0 +1,187 @@
+"""The Docker Engine API as an `ImageRuntime` (aiodocker): every Docker string lives here.
+
+Pulls go through `POST /images/create` with an explicit tag or digest and `platform`, so a
+manifest list resolves to the node's image; credentials go only into that pull's
+X-Registry-Auth header. Closing the pull stream (on cancel) makes the daemon abandon the pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiodocker
+
+from jcp.model.arch import canonical_arch
+from jcp.model.credentials import RegistryAuth
+from jcp.model.refs import ImageRef
+from jcp.runtime.base import (
+    FsUsage,
+    ImageStatus,
+    ProgressCallback,
+    PullProgress,
+    Pulled,
+    RuntimeFailure,
+    RuntimeInfo,
+)
+from jcp.runtime.docker_errors import classify
+
+NODE_SOCKET = "unix:///var/run/docker.sock"
+
+
+def default_host() -> str:
+    return os.environ.get("DOCKER_HOST") or NODE_SOCKET
+
+
+def auth_header(auth: RegistryAuth) -> dict[str, str]:
+    """The JSON object Docker expects (base64url-encoded) in X-Registry-Auth."""
+    if auth.identitytoken:
+        return {"identitytoken": auth.identitytoken, "serveraddress": auth.host}
+    return {
+        "username": auth.username or "",
+        "password": auth.password or "",
+        "serveraddress": auth.host,
+    }
+
+
+@dataclass
+class _Layers:
+    """Live byte counts of one pull from Docker's per-layer progress events."""
+
+    layers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+
+    def update(self, event: dict[str, Any]) -> bool:
+        layer = event.get("id")
+        status = str(event.get("status", ""))
+        if not isinstance(layer, str):
+            return False
+        detail = event.get("progressDetail") or {}
+        self.status[layer] = status
+        if status == "Downloading":
+            current, total = int(detail.get("current", 0)), int(detail.get("total", 0))
+            self.layers[layer] = (current, max(total, current))
+        elif status in ("Download complete", "Verifying Checksum"):
+            _, total = self.layers.get(layer, (0, 0))
+            self.layers[layer] = (total, total)
+        return True
+
+    def snapshot(self) -> PullProgress:
+        return PullProgress(
+            current=sum(c for c, _ in self.layers.values()),
+            total=sum(t for _, t in self.layers.values()),
+            # The daemon downloads 3 layers at a time for all pulls (max-concurrent-downloads).
+            queued=any(s in ("Waiting", "Pulling fs layer") for s in self.status.values()),
+        )
+
+
+def _status(doc: dict[str, Any]) -> ImageStatus:
+    return ImageStatus(
+        id=str(doc.get("Id", "")),
+        repo_tags=tuple(doc.get("RepoTags") or ()),
+        repo_digests=tuple(doc.get("RepoDigests") or ()),
+        size=int(doc.get("Size") or 0),
+    )
+
+
+class DockerRuntime:
+    """An `ImageRuntime` over one Docker daemon."""
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        self._docker = aiodocker.Docker(url=host)
+
+    @property
+    def endpoint(self) -> str:
+        return self._host
+
+    async def info(self) -> RuntimeInfo:
+        try:
+            info, version = await asyncio.gather(self._docker.system.info(), self._docker.version())
+        except Exception as exc:
+            raise RuntimeFailure(classify(exc)) from None
+        raw = str(info.get("Architecture", ""))
+        return RuntimeInfo(
+            kind="docker",
+            name="docker",
+            endpoint=self._host,
+            version=str(version.get("Version", "")),
+            api_version=str(version.get("ApiVersion", "")),
+            arch=canonical_arch(raw),
+            raw_arch=raw,
+            reports_progress=True,
+            supports_platform=True,
+            image_root=str(info.get("DockerRootDir", "")) or None,
+        )
+
+    async def image_status(self, image: ImageRef) -> ImageStatus | None:
+        try:
+            doc = await self._docker.images.inspect(str(image))
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise RuntimeFailure(classify(exc)) from None
+        except Exception as exc:
+            raise RuntimeFailure(classify(exc)) from None
+        return _status(doc)
+
+    async def list_images(self) -> list[ImageStatus]:
+        try:
+            docs = await self._docker.images.list()
+        except Exception as exc:
+            raise RuntimeFailure(classify(exc)) from None
+        return [_status(d) for d in docs]
+
+    async def pull(
+        self,
+        image: ImageRef,
+        *,
+        auth: RegistryAuth | None,
+        platform: str | None,
+        on_progress: ProgressCallback | None,
+    ) -> Pulled:
+        from_image = image.name if image.digest is None else str(image)
+        tag = image.tag if image.digest is None else None
+        layers = _Layers()
+        newer, digest = False, None
+        try:
+            stream = self._docker.images.pull(
+                from_image,
+                tag=tag,
+                platform=platform,
+                auth=auth_header(auth) if auth else None,
+                stream=True,
+            )
+            async for event in stream:
+                layers.update(event)
+                status = str(event.get("status", ""))
+                if status.startswith("Digest: "):
+                    digest = status.removeprefix("Digest: ").strip()
+                elif status.startswith("Status: Downloaded newer image"):
+                    newer = True
+                if on_progress is not None:
+                    on_progress(layers.snapshot())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(classify(exc)) from None
+        return Pulled(newer=newer, digest=digest, bytes=layers.snapshot().current)
+
+    async def remove(self, image: ImageRef) -> None:
+        try:
+            await self._docker.images.delete(str(image))
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return
+            raise RuntimeFailure(classify(exc)) from None
+        except Exception as exc:
+            raise RuntimeFailure(classify(exc)) from None
+
+    async def fs_usage(self) -> FsUsage | None:
+        info = await self.info()
+        return FsUsage(mountpoint=info.image_root, used_bytes=None)
+
+    async def close(self) -> None:
+        await self._docker.close()
