@@ -1,7 +1,9 @@
-"""`jcp run` and `jcp once`: the process lifecycle around the scheduler.
+"""The composition root: wires settings, runtime, watchers, engine and HTTP, and owns the
+process lifecycle of `jcp run` and `jcp once`.
 
 SIGTERM and SIGINT only set one stop event; this module turns it into cancellation of the
-whole task group, which closes every pull stream (the daemon then abandons those pulls).
+whole task group, which cancels every pull (the runtime then abandons them). SIGHUP re-reads
+the config and the secrets (the daemon convention) instead of killing the agent.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 from collections.abc import Coroutine
@@ -16,23 +19,59 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiodocker
-
-from jcp.daemon import DaemonUnavailableError
-from jcp.observer import Observer, Observers
-from jcp.scheduler import Scheduler, Settings, UnknownArchError
+from jcp.engine import worker
+from jcp.engine.events import Events, Fanout
+from jcp.engine.runtime_link import RuntimeUnavailableError, UnknownArchError
+from jcp.engine.scheduler import Scheduler
+from jcp.model.errors import JcpError
+from jcp.runtime.base import ImageRuntime
+from jcp.settings import DEFAULT_HTTP_ADDR, Settings
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from jcp.progress import TerminalProgress
 
-# `jcp once` is often a one-shot job: the HTTP server, metrics and the config watcher are
-# imported only by `jcp run`, which keeps once's start-up (and its share of a sweep) short.
+# `jcp once` is often a one-shot job: the HTTP server, metrics and the watchers are imported
+# only by `jcp run`, which keeps once's start-up (and its share of a sweep) short.
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `jcp run` adds around the scheduler."""
+
+    http_addr: str | None = DEFAULT_HTTP_ADDR
+    start_jitter: float = 0.0
+    host_root: Path | None = None
+
+
+async def make_runtime(settings: Settings) -> tuple[ImageRuntime, str, str]:
+    """The runtime to warm, how logs name it, and why it was chosen."""
+    from jcp.runtime.docker import DockerRuntime, default_host  # noqa: PLC0415
+
+    docker_host = os.environ.get("DOCKER_HOST")
+    if settings.runtime == "docker" or (
+        settings.runtime == "auto" and settings.runtime_endpoint is None and docker_host
+    ):
+        endpoint = settings.runtime_endpoint or default_host()
+        why = "--runtime docker" if settings.runtime == "docker" else "$DOCKER_HOST is set"
+        return DockerRuntime(endpoint), f"Docker daemon at {endpoint}", why
+    from jcp.runtime.choose import choose  # noqa: PLC0415
+
+    runtime, why = await choose(
+        settings.runtime,
+        settings.runtime_endpoint,
+        kubelet_endpoint=os.environ.get("KUBELET_RUNTIME_ENDPOINT") or None,
+    )
+    if isinstance(runtime, DockerRuntime):
+        return runtime, f"Docker daemon at {runtime.endpoint}", why
+    return runtime, f"CRI runtime at {runtime.endpoint}", why
 
 
 async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -43,13 +82,36 @@ async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _run_forever(scheduler: Scheduler, options: RunOptions) -> int:
-    from jcp.watch import watch_config  # noqa: PLC0415 - see the note on imports above
+    from jcp.watch import SecretWatch, watch_dir  # noqa: PLC0415 - see the note on imports
 
+    settings = scheduler.settings
     await scheduler.reload()
+    secrets = SecretWatch(settings.docker_config_root, scheduler.secrets_changed)
+
+    async def reload() -> None:
+        await scheduler.reload()
+
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_forever("config watcher", watch_config(scheduler)))
-        for i in range(scheduler.settings.concurrency):
-            tg.create_task(_forever(f"puller {i}", scheduler.worker()))
+        tg.create_task(
+            _forever(
+                "config watcher",
+                watch_dir(settings.config_dir, reload, poll=settings.poll, what="config directory"),
+            )
+        )
+        tg.create_task(
+            _forever(
+                "secret watcher",
+                watch_dir(
+                    settings.docker_config_root,
+                    secrets.tick,
+                    poll=settings.poll,
+                    what="secrets directory",
+                    recursive=True,
+                ),
+            )
+        )
+        for i in range(settings.concurrency):
+            tg.create_task(_forever(f"puller {i}", worker.work(scheduler)))
         tg.create_task(_forever("sweeper", _sweeps(scheduler, options)))
     return EXIT_OK
 
@@ -57,7 +119,7 @@ async def _run_forever(scheduler: Scheduler, options: RunOptions) -> int:
 async def _sweeps(scheduler: Scheduler, options: RunOptions) -> None:
     loop = asyncio.get_running_loop()
     await scheduler.wait_config()
-    if options.host_root is not None:
+    if options.host_root is not None and scheduler.label.startswith("Docker"):
         from jcp import runtime_check  # noqa: PLC0415 - see the note on imports above
 
         runtime_check.warn_if_other_runtime(options.host_root)
@@ -77,11 +139,11 @@ async def _run_once(scheduler: Scheduler) -> int:
         return EXIT_CONFIG
     try:
         await scheduler.connect(give_up=True)
-    except DaemonUnavailableError as exc:
+    except RuntimeUnavailableError as exc:
         log.error(f"ERROR: {exc}")
         return EXIT_FAILED
     workers = [
-        asyncio.create_task(scheduler.worker()) for _ in range(scheduler.settings.concurrency)
+        asyncio.create_task(worker.work(scheduler)) for _ in range(scheduler.settings.concurrency)
     ]
     try:
         sweep = await scheduler.run_sweep()
@@ -93,24 +155,15 @@ async def _run_once(scheduler: Scheduler) -> int:
     return EXIT_FAILED if sweep.failed else EXIT_OK
 
 
-def _unknown_arch(exc: BaseException) -> UnknownArchError | None:
-    if isinstance(exc, UnknownArchError):
+def _domain_error(exc: BaseException) -> JcpError | None:
+    if isinstance(exc, (UnknownArchError, RuntimeUnavailableError)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _unknown_arch(inner)
+            found = _domain_error(inner)
             if found is not None:
                 return found
     return None
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What `jcp run` adds around the scheduler."""
-
-    http_addr: str | None = ":8080"
-    start_jitter: float = 0.0
-    host_root: Path | None = None
 
 
 async def main(
@@ -126,56 +179,86 @@ async def main(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    observers: list[Observer] = []
+    try:
+        runtime, label, why = await make_runtime(settings)
+    except JcpError as exc:
+        log.error(f"ERROR: {exc}")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        return EXIT_FAILED
+    log.info(f"runtime: {label} ({why})", extra={"fields": {"event": "runtime_chosen"}})
+    sinks: list[Events] = []
+    metrics = None
     if not once:
         from jcp import http  # noqa: PLC0415 - see the note on imports above
         from jcp.metrics import Metrics  # noqa: PLC0415
 
         metrics = Metrics()
-        observers.append(metrics)
-    if display is not None:
-        observers.append(display)
-    docker = aiodocker.Docker(url=settings.docker_host)
-    scheduler = Scheduler(settings, docker, observer=Observers(*observers))
+        sinks.append(metrics)
+    scheduler = Scheduler(settings, runtime, label=label, events=Fanout(*sinks), choice=why)
+    hup = asyncio.Event()
+    if not once:
+        loop.add_signal_handler(signal.SIGHUP, hup.set)
     work = asyncio.create_task(_run_once(scheduler) if once else _run_forever(scheduler, options))
-    side = [asyncio.create_task(display.run(scheduler))] if display is not None else []
+    side: list[asyncio.Task[Any]] = [asyncio.create_task(_on_hup(scheduler, hup))]
+    if display is not None:
+        side.append(asyncio.create_task(display.run(scheduler.snapshot)))
     runner = None
-    if not once and options.http_addr:
+    if metrics is not None and options.http_addr:
         host, port = http.parse_addr(options.http_addr)
-        app = http.make_app(scheduler, metrics, alive=lambda: not work.done())
+        app = http.make_app(scheduler.snapshot, metrics.render, alive=lambda: not work.done())
         try:
             runner = await http.serve(app, host, port)
         except OSError as exc:
             log.error(f"ERROR: cannot listen on {options.http_addr}: {exc.strerror}")
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-            await docker.close()
+            await _cleanup(loop, scheduler, side, runner)
             return EXIT_CONFIG
         log.info(f"serving /healthz /readyz /metrics /status on {options.http_addr}")
     stopper = asyncio.create_task(stop.wait())
+    side.append(stopper)
     try:
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if work.done():
             try:
                 return work.result()
-            except (UnknownArchError, ExceptionGroup) as exc:
-                arch = _unknown_arch(exc)
-                if arch is None:
+            except (JcpError, ExceptionGroup) as exc:
+                known = _domain_error(exc)
+                if known is None:
                     raise
-                log.error(f"ERROR: {arch}")
-                return EXIT_CONFIG
+                log.error(f"ERROR: {known}")
+                return EXIT_CONFIG if isinstance(known, UnknownArchError) else EXIT_FAILED
         log.info("stop signal received: cancelling pulls in flight and exiting")
         work.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await work
         return EXIT_FAILED if once else EXIT_OK
     finally:
-        scheduler.cancel_retries()
-        for task in (stopper, *side):
-            task.cancel()
-        await asyncio.gather(stopper, *side, return_exceptions=True)
-        if runner is not None:
-            await runner.cleanup()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await docker.close()
+        await _cleanup(loop, scheduler, side, runner)
+
+
+async def _on_hup(scheduler: Scheduler, hup: asyncio.Event) -> None:
+    while True:
+        await hup.wait()
+        hup.clear()
+        log.info("SIGHUP: re-reading the config and the secrets")
+        await scheduler.reload(force=True)
+        scheduler.secrets_changed()
+
+
+async def _cleanup(
+    loop: asyncio.AbstractEventLoop,
+    scheduler: Scheduler,
+    side: list[asyncio.Task[Any]],
+    runner: web.AppRunner | None,
+) -> None:
+    scheduler.cancel_retries()
+    for task in side:
+        task.cancel()
+    await asyncio.gather(*side, return_exceptions=True)
+    if runner is not None:
+        await runner.cleanup()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.remove_signal_handler(sig)
+    await scheduler.runtime.close()

@@ -5,19 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
-from jcp import __version__, disk, logs
-from jcp.arch import SUPPORTED, canonical_arch
-from jcp.config import parse_interval
-from jcp.credentials import DEFAULT_ROOT
-from jcp.daemon import default_host
-from jcp.failures import Backoff
-from jcp.scheduler import Settings
+from jcp import __version__, logs
+from jcp.engine import disk
+from jcp.model.arch import SUPPORTED, canonical_arch
+from jcp.model.config import parse_interval
+from jcp.model.failures import Backoff
+from jcp.settings import (
+    DEFAULT_BACKOFF,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_CONFIG_DIR,
+    DEFAULT_DISK_POLL,
+    DEFAULT_DOCKER_CONFIG_ROOT,
+    DEFAULT_HTTP_ADDR,
+    DEFAULT_MIN_FREE,
+    DEFAULT_PULL_TIMEOUT,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT,
+    DEFAULT_START_JITTER,
+    MinFree,
+    Settings,
+)
 from jcp.validate import validate
-
-DEFAULT_CONCURRENCY = 8
 
 
 def _positive(text: str) -> float:
@@ -47,17 +59,17 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _min_free(text: str) -> disk.MinFree:
+def _min_free(text: str) -> MinFree:
     try:
         return disk.parse_min_free(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _docker_host(text: str) -> str:
-    if not text.startswith(("unix://", "tcp://", "http://", "https://")):
+def _endpoint(text: str) -> str:
+    if not text.startswith(("unix://", "tcp://", "http://", "https://")) or len(text) < 8:
         raise argparse.ArgumentTypeError(
-            f"expected unix:///path/to/docker.sock or tcp://HOST:PORT, got {text!r}"
+            f"expected unix:///path/to/runtime.sock or tcp://HOST:PORT, got {text!r}"
         )
     return text
 
@@ -87,25 +99,38 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config-dir",
         type=Path,
-        default=Path("/etc/config"),
+        default=DEFAULT_CONFIG_DIR,
         help="ConfigMap directory holding image.config and interval (default: %(default)s)",
     )
     p.add_argument(
         "--docker-config-root",
         type=Path,
-        default=DEFAULT_ROOT,
+        default=DEFAULT_DOCKER_CONFIG_ROOT,
         help="directory of mounted docker secrets, <root>/<config>/config.json "
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--docker-host",
-        type=_docker_host,
-        default=None,
-        help="Docker daemon address (default: $DOCKER_HOST, else the node socket "
-        "unix:///var/run/docker.sock)",
+        "--runtime",
+        choices=["auto", "docker", "cri"],
+        default="auto",
+        help="the image store to warm: auto probes $KUBELET_RUNTIME_ENDPOINT, $DOCKER_HOST, "
+        "then containerd, CRI-O, cri-dockerd and Docker sockets in that order "
+        "(default: %(default)s)",
     )
     p.add_argument(
-        "--arch", type=_arch, default=None, help="node architecture (default: the daemon's)"
+        "--runtime-endpoint",
+        type=_endpoint,
+        default=None,
+        help="the runtime's socket, e.g. unix:///run/containerd/containerd.sock",
+    )
+    p.add_argument(
+        "--docker-host",
+        type=_endpoint,
+        default=None,
+        help="same as --runtime docker --runtime-endpoint URL",
+    )
+    p.add_argument(
+        "--arch", type=_arch, default=None, help="node architecture (default: the runtime's)"
     )
     p.add_argument(
         "--concurrency",
@@ -116,26 +141,26 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pull-timeout",
         type=_positive,
-        default=7200.0,
+        default=DEFAULT_PULL_TIMEOUT,
         help="seconds one pull attempt may take in all (default: %(default)g)",
     )
     p.add_argument(
         "--stall-timeout",
         type=_positive,
-        default=120.0,
+        default=DEFAULT_STALL_TIMEOUT,
         help="seconds without any progress before a pull is abandoned and retried "
         "(default: %(default)g)",
     )
     p.add_argument(
         "--retries",
         type=int,
-        default=3,
+        default=DEFAULT_RETRIES,
         help="retries of a transient failure within a sweep (default: %(default)s)",
     )
     p.add_argument(
         "--backoff",
         type=_positive,
-        default=1.0,
+        default=DEFAULT_BACKOFF,
         help="first retry delay in seconds, doubling up to 30 (default: %(default)g)",
     )
     p.add_argument(
@@ -155,14 +180,14 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-free",
         type=_min_free,
-        default=disk.MinFree(fraction=0.15),
+        default=disk.parse_min_free(DEFAULT_MIN_FREE),
         help="free space to keep on the image disk, e.g. 15%%, 20GiB, 0 for off "
         "(default: 15%%, kubelet's default image GC threshold)",
     )
     p.add_argument(
         "--disk-check-interval",
         type=_positive,
-        default=10.0,
+        default=DEFAULT_DISK_POLL,
         help="seconds between free-space checks while the disk guard holds pulls "
         "back (default: %(default)g)",
     )
@@ -184,13 +209,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-addr",
         type=_http_addr,
-        default=":8080",
+        default=DEFAULT_HTTP_ADDR,
         help="address of /healthz /readyz /metrics /status; '' turns it off (default: %(default)s)",
     )
     run.add_argument(
         "--start-jitter",
         type=_non_negative,
-        default=10.0,
+        default=DEFAULT_START_JITTER,
         help="random delay of up to this many seconds before the first sweep, so "
         "that nodes restarting together do not hit the registry at once "
         "(default: %(default)g)",
@@ -199,8 +224,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--host-root",
         type=Path,
         default=None,
-        help="where the host's /run is mounted (e.g. /host), to warn when the "
-        "kubelet uses containerd or CRI-O instead of Docker",
+        help="where the host's /run is mounted (e.g. /host), to warn when jcp pulls into "
+        "Docker while the kubelet uses containerd or CRI-O",
     )
     once = sub.add_parser(
         "once", help="one sweep, then exit: 0 all cached, 1 something failed, 2 bad config"
@@ -216,10 +241,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    runtime, endpoint = args.runtime, args.runtime_endpoint
+    if args.docker_host is not None:
+        runtime, endpoint = "docker", args.docker_host
     return Settings(
         config_dir=args.config_dir,
         docker_config_root=args.docker_config_root,
-        docker_host=args.docker_host or default_host(),
+        runtime=runtime,
+        runtime_endpoint=endpoint,
         arch=args.arch,
         concurrency=args.concurrency,
         pull_timeout=args.pull_timeout,
@@ -241,15 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     from jcp import app  # noqa: PLC0415 - keeps `jcp validate` free of the async stack
 
     once = args.command == "once"
-    if args.docker_host is None:
+    if args.docker_host is None and os.environ.get("DOCKER_HOST"):
         try:
-            _docker_host(default_host())
+            _endpoint(os.environ["DOCKER_HOST"])
         except argparse.ArgumentTypeError as exc:
             print(f"jcp {args.command}: error: $DOCKER_HOST: {exc}", file=sys.stderr)
             return 2
-    settings = dataclasses.replace(
-        settings_from(args), track_presence=not once, outlast_daemon=not once
-    )
+    settings = dataclasses.replace(settings_from(args), outlast_runtime=not once)
     display = None
     if once:
         from jcp.progress import wants_display  # noqa: PLC0415

@@ -1,23 +1,21 @@
 """One small aiohttp server: /healthz and /readyz for the kubelet, /metrics, /status.
 
-Signals are left to jcp's own handlers (handle_signals=False): the server is one more task that
-the stop event cancels.
+Every handler reads one `Snapshot` (the engine's read model) and nothing else. Signals are left
+to jcp's own handlers (handle_signals=False): the server is one more task that the stop event
+cancels.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-if TYPE_CHECKING:
-    from jcp.metrics import Metrics
-    from jcp.scheduler import Scheduler
-    from jcp.sweep import ImageState
+from jcp.engine.state import ImageView, Snapshot
+
+SnapshotSource = Callable[[], Snapshot]
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -29,40 +27,42 @@ def parse_addr(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def health(scheduler: Scheduler, *, alive: bool) -> tuple[bool, str]:
+def health(snap: Snapshot, *, alive: bool) -> tuple[bool, str]:
     """Alive unless the scheduler died, or a sweep has made no progress for far too long."""
     if not alive:
         return False, "scheduler task has stopped"
-    if scheduler.sweep is not None:
-        quiet = time.monotonic() - scheduler.last_progress
-        limit = scheduler.settings.stall_timeout * 2 + 60
-        if quiet > limit and not scheduler.disk_guard_active:
-            return False, f"sweep {scheduler.sweep.number} has made no progress for {quiet:.0f}s"
+    if snap.sweep is not None:
+        quiet = snap.taken - snap.last_progress
+        limit = snap.stall_timeout * 2 + 60
+        if quiet > limit and not snap.disk_guard_active:
+            return False, f"sweep {snap.sweep.number} has made no progress for {quiet:.0f}s"
     return True, "ok"
 
 
-def readiness(scheduler: Scheduler) -> list[str]:
+def readiness(snap: Snapshot) -> list[str]:
+    """What is missing before this node counts as warm enough to be ready."""
+    if snap.config.generation == 0:
+        why = f": {snap.config.last_error}" if snap.config.last_error else ""
+        return [f"no valid config loaded yet{why}"]
     missing = []
-    if scheduler.config is None:
-        missing.append("no valid config loaded")
-    if scheduler.daemon is None:
-        missing.append("Docker daemon has not answered")
-    if scheduler.last_full_sweep is None:
+    if snap.runtime is None:
+        missing.append(f"container runtime at {snap.runtime_endpoint} has not answered")
+    if snap.last_full_sweep is None:
         missing.append("first full sweep has not finished")
     return missing
 
 
-def _state(state: ImageState) -> dict[str, Any]:
+def _image(view: ImageView) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "image": str(state.target.image),
-        "registry": state.target.registry,
-        "entry": state.target.entry.index,
-        "private": state.target.entry.private,
-        "state": state.status,
+        "image": str(view.image),
+        "registry": view.registry,
+        "entry": view.entry,
+        "private": view.private,
+        "state": view.state,
     }
-    if state.progress is not None and state.status == "pulling":
-        doc["progress"] = {"bytes": state.progress.current, "total": state.progress.total}
-    last = state.last
+    if view.progress is not None and view.state == "pulling":
+        doc["progress"] = {"bytes": view.progress.current, "total": view.progress.total}
+    last = view.last
     if last is not None:
         doc["last"] = {
             "outcome": str(last.outcome),
@@ -76,67 +76,81 @@ def _state(state: ImageState) -> dict[str, Any]:
             doc["last"]["reason"] = str(last.reason)
             doc["last"]["message"] = last.message
             doc["last"]["permanent"] = last.permanent
-    if state.next_retry is not None:
-        doc["next_retry"] = round(state.next_retry, 3)
+    if view.next_retry is not None:
+        doc["next_retry"] = round(view.next_retry, 3)
     return doc
 
 
-def status(scheduler: Scheduler, *, alive: bool) -> dict[str, Any]:
-    config = scheduler.config
-    sweep = scheduler.sweep
-    last = scheduler.last_full_sweep
+def status(snap: Snapshot, *, alive: bool) -> dict[str, Any]:
+    runtime = snap.runtime
+    sweep, last = snap.sweep, snap.last_full_sweep
     return {
-        "healthy": health(scheduler, alive=alive)[0],
-        "ready": not readiness(scheduler),
+        "healthy": health(snap, alive=alive)[0],
+        "ready": not readiness(snap),
         "config": {
-            "generation": scheduler.generation,
-            "digest": config.digest[:12] if config else None,
-            "entries": len(config.entries) if config else 0,
-            "interval": config.interval if config else None,
+            "generation": snap.config.generation,
+            "digest": snap.config.digest,
+            "entries": snap.config.entries,
+            "interval": snap.config.interval,
+            "last_reload_ok": snap.config.last_reload_ok,
+            "last_error": snap.config.last_error,
         },
-        "node_arch": scheduler.node_arch,
-        "daemon": {
-            "host": scheduler.settings.docker_host,
-            "version": scheduler.daemon.version if scheduler.daemon else None,
+        "node_arch": snap.node_arch,
+        "runtime": {
+            "endpoint": snap.runtime_endpoint,
+            "kind": runtime.kind if runtime else None,
+            "name": runtime.name if runtime else None,
+            "version": runtime.version if runtime else None,
+            "reachable": snap.runtime_reachable,
+            "chosen_because": snap.runtime_choice,
         },
-        "disk_guard": scheduler.disk_status(),
+        "disk_guard": None
+        if snap.disk is None
+        else {
+            "path": snap.disk.path,
+            "free_bytes": snap.disk.free,
+            "required_bytes": snap.disk.required,
+            "active": snap.disk.active,
+        },
         "sweep": None
         if sweep is None
         else {
             "number": sweep.number,
             "kind": sweep.kind,
-            "remaining": len(sweep.remaining),
-            "done": len(sweep.results),
+            "remaining": sweep.remaining,
+            "done": sweep.done,
         },
         "last_full_sweep": (
-            None if last is None else {"number": last.number, "summary": last.summary()}
+            None if last is None else {"number": last.number, "summary": last.summary}
         ),
-        "images": [_state(s) for s in scheduler.states.values()],
+        "images": [_image(v) for v in snap.images],
     }
 
 
-def make_app(scheduler: Scheduler, metrics: Metrics, alive: Callable[[], bool]) -> web.Application:
-    """ALIVE is a callable telling whether the scheduler's tasks still run."""
+def make_app(
+    snapshot: SnapshotSource,
+    metrics_body: Callable[[Snapshot], tuple[bytes, str]],
+    alive: Callable[[], bool],
+) -> web.Application:
+    """ALIVE tells whether the scheduler's tasks still run; METRICS_BODY renders a scrape."""
 
     async def healthz(_: web.Request) -> web.Response:
-        ok, why = health(scheduler, alive=alive())
+        ok, why = health(snapshot(), alive=alive())
         return web.Response(status=200 if ok else 503, text=why + "\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        missing = readiness(scheduler)
+        missing = readiness(snapshot())
         if missing:
             return web.Response(status=503, text="not ready: " + "; ".join(missing) + "\n")
         return web.Response(text="ready\n")
 
     async def metrics_handler(_: web.Request) -> web.Response:
-        metrics.sync_images(scheduler)
-        metrics.disk_guard.set(1 if scheduler.disk_guard_active else 0)
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = metrics_body(snapshot())
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def status_handler(_: web.Request) -> web.Response:
         return web.Response(
-            text=json.dumps(status(scheduler, alive=alive()), indent=1),
+            text=json.dumps(status(snapshot(), alive=alive()), indent=1),
             content_type="application/json",
         )
 

@@ -1,33 +1,39 @@
-"""Prometheus metrics, fed by the scheduler's observer hooks.
+"""Prometheus metrics: counters from engine events, gauges from the snapshot at each scrape.
 
-Labels hold image references, outcomes and failure classes only: never a secret name's value,
-a username or any credential. The registry is injected so that every test gets fresh counters.
-Per-image series follow the config: an image dropped from it loses its series.
+Labels hold image references, outcomes, failure classes and registry hosts only: never a secret
+name's value, a username or any credential. Per-image series follow the config: an image dropped
+from it loses all its series, so cardinality stays at a few series per configured image
+(`jcp_image_cached`, at most one `jcp_image_failing`, and one `jcp_pulls_total` per outcome and
+reason it has had). No `_created` series. The registry is injected so every test gets fresh
+counters.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from jcp import __version__
-from jcp.observer import Observer
-from jcp.pull import Outcome
-
-if TYPE_CHECKING:
-    from jcp.config import Target
-    from jcp.daemon import DaemonInfo
-    from jcp.scheduler import Scheduler
-    from jcp.sweep import PullResult, Sweep
+from jcp.engine.events import Events
+from jcp.engine.state import Snapshot, SweepView
+from jcp.model.results import Outcome, PullResult
+from jcp.runtime.base import RuntimeInfo
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
 
-class Metrics(Observer):
+class Metrics(Events):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.pulls = Counter(
@@ -35,6 +41,9 @@ class Metrics(Observer):
             "Image outcomes per sweep, by image, outcome and failure reason",
             ["image", "outcome", "reason"],
             registry=r,
+        )
+        self.cancelled = Counter(
+            "jcp_pulls_cancelled", "Pulls cancelled because their image left the config", registry=r
         )
         self.duration = Histogram(
             "jcp_pull_duration_seconds",
@@ -84,6 +93,12 @@ class Metrics(Observer):
         self.reloads = Counter(
             "jcp_config_reloads", "Config loads, by result", ["result"], registry=r
         )
+        self.reload_ok = Gauge(
+            "jcp_config_last_reload_success",
+            "1 if the last config change was applied, 0 if it was rejected (the last good "
+            "config stays in force)",
+            registry=r,
+        )
         self.generation = Gauge("jcp_config_generation", "Config generation in use", registry=r)
         self.config_info = Gauge(
             "jcp_config_info",
@@ -91,8 +106,20 @@ class Metrics(Observer):
             ["digest"],
             registry=r,
         )
-        self.daemon_up = Gauge(
-            "jcp_daemon_reachable", "1 if the Docker daemon answered last time", registry=r
+        self.runtime_up = Gauge(
+            "jcp_daemon_reachable", "1 if the container runtime answered last time", registry=r
+        )
+        self.runtime_info = Gauge(
+            "jcp_runtime_info",
+            "The container runtime jcp pulls into",
+            ["kind", "name", "version", "endpoint"],
+            registry=r,
+        )
+        self.rate_limits = Counter(
+            "jcp_registry_rate_limited",
+            "Times a registry answered 'too many requests' and its pulls were paused",
+            ["registry"],
+            registry=r,
         )
         self.disk_guard = Gauge(
             "jcp_disk_guard_active",
@@ -104,114 +131,109 @@ class Metrics(Observer):
         )
         self.build = Gauge(
             "jcp_build_info",
-            "jcp version, Docker API version, node architecture and name",
+            "jcp version, runtime API version, node architecture and name",
             ["version", "docker_api_version", "arch", "node"],
             registry=r,
         )
+        self._pull_series: dict[str, set[tuple[str, str]]] = {}
         self._cached_images: set[str] = set()
-        self._present: set[str] = set()
         self._failing: dict[str, str] = {}
-        self._digest: str | None = None
-        self._build_labels: tuple[str, str, str, str] | None = None
+        self._labels: dict[str, tuple[str, ...]] = {}
 
-    # -- hooks ------------------------------------------------------------------------------
+    # -- events -----------------------------------------------------------------------------
 
-    def config_reloaded(self, *, ok: bool, scheduler: Scheduler) -> None:
+    def config_loaded(self, *, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "rejected").inc()
-        config = scheduler.config
-        if not ok or config is None:
-            return
-        self.generation.set(scheduler.generation)
-        self.configured.set(len(config.entries))
-        if self._digest is not None:
-            self.config_info.remove(self._digest)
-        self._digest = config.digest[:12]
-        self.config_info.labels(self._digest).set(1)
-        self.sync_images(scheduler)
+        self.reload_ok.set(1 if ok else 0)
 
-    def daemon_seen(self, info: DaemonInfo, *, scheduler: Scheduler) -> None:
-        self.daemon_up.set(1)
-        labels = (
-            __version__,
-            info.api_version,
-            scheduler.node_arch or info.raw_arch,
-            os.environ.get("NODE_NAME", ""),
+    def runtime_seen(self, info: RuntimeInfo) -> None:
+        self.runtime_up.set(1)
+        self._set_once(
+            self.runtime_info, "runtime", (info.kind, info.name, info.version, info.endpoint)
         )
-        if labels != self._build_labels:
-            if self._build_labels is not None:
-                self.build.remove(*self._build_labels)
-            self.build.labels(*labels).set(1)
-            self._build_labels = labels
 
-    def daemon_lost(self) -> None:
-        self.daemon_up.set(0)
+    def runtime_lost(self) -> None:
+        self.runtime_up.set(0)
 
-    def disk_checked(self, *, scheduler: Scheduler) -> None:
-        self.disk_guard.set(1 if scheduler.disk_guard_active else 0)
-        if scheduler.disk_reading is not None:
-            self.disk_free.set(scheduler.disk_reading.free)
-
-    def sweep_started(self, sweep: Sweep, *, scheduler: Scheduler) -> None:
+    def sweep_started(self, sweep: SweepView) -> None:
         if sweep.kind == "sweep":
             self.sweep_start.set(sweep.started_wall)
-        self.sync_images(scheduler)
 
-    def sweep_finished(self, sweep: Sweep, *, scheduler: Scheduler) -> None:
-        seconds = (sweep.ended or time.monotonic()) - sweep.started
+    def sweep_finished(self, sweep: SweepView) -> None:
+        seconds = (sweep.ended or sweep.started) - sweep.started
         self.sweep_duration.labels(sweep.kind).observe(seconds)
         if sweep.kind == "sweep":
-            now = time.time()
+            now = sweep.started_wall + seconds
             self.sweep_end.set(now)
             if not sweep.failed:
                 self.sweep_ok.set(now)
 
-    def pull_started(self, target: Target, *, scheduler: Scheduler) -> None:
-        return
-
-    def pull_finished(self, result: PullResult, *, scheduler: Scheduler) -> None:
-        image = str(result.image)
-        reason = str(result.reason) if result.reason else ""
-        self.pulls.labels(image, str(result.outcome), reason).inc()
-        self.duration.labels(str(result.outcome)).observe(result.duration)
+    def pull_finished(self, result: PullResult) -> None:
         if result.bytes:
             self.bytes.inc(result.bytes)
-        if result.outcome == Outcome.FAILED:
-            self._set_failing(image, reason)
-        else:
-            self._set_failing(image, None)
-        if image in self._cached_images:  # O(1): a sweep of n images costs O(n), not O(n^2)
-            self._set_cached(image, result.present)
+        if result.outcome == Outcome.CANCELLED:
+            self.cancelled.inc()
+            return
+        image = str(result.image)
+        label = str(result.reason) if result.reason else ""
+        self.pulls.labels(image, str(result.outcome), label).inc()
+        self._pull_series.setdefault(image, set()).add((str(result.outcome), label))
+        self.duration.labels(str(result.outcome)).observe(result.duration)
 
-    # -- per-image series -------------------------------------------------------------------
+    def rate_limited(self, registry: str, pause: float) -> None:
+        self.rate_limits.labels(registry).inc()
 
-    def _set_failing(self, image: str, reason: str | None) -> None:
-        old = self._failing.pop(image, None)
-        if old is not None and old != reason:
-            self.failing.remove(image, old)
-        if reason is not None:
-            self.failing.labels(image, reason).set(1)
-            self._failing[image] = reason
+    # -- a scrape ---------------------------------------------------------------------------
 
-    def _set_cached(self, image: str, cached: bool) -> None:
-        self.cached.labels(image).set(1 if cached else 0)
-        if cached:
-            self._present.add(image)
-        else:
-            self._present.discard(image)
-        self.present.set(len(self._present))
+    def _set_once(self, gauge: Gauge, key: str, labels: tuple[str, ...]) -> None:
+        old = self._labels.get(key)
+        if old == labels:
+            return
+        if old is not None:
+            gauge.remove(*old)
+        gauge.labels(*labels).set(1)
+        self._labels[key] = labels
 
-    def sync_images(self, scheduler: Scheduler) -> None:
-        """Make per-image series match the selected images and their last known state.
+    def render(self, snap: Snapshot) -> tuple[bytes, str]:
+        self.sync(snap)
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-        O(n): called on config changes, at sweep starts and per scrape, never per pull.
-        """
-        current = {str(s.target.image): s for s in scheduler.states.values()}
+    def sync(self, snap: Snapshot) -> None:
+        """Gauges from the snapshot; per-image series of images no longer selected go away."""
+        if snap.config.generation:
+            self.generation.set(snap.config.generation)
+            self.configured.set(snap.config.entries)
+            self._set_once(self.config_info, "config", (snap.config.digest or "",))
+        if snap.runtime is not None:
+            arch = snap.node_arch or snap.runtime.raw_arch
+            node = os.environ.get("NODE_NAME", "")
+            self._set_once(self.build, "build", (__version__, snap.runtime.api_version, arch, node))
+        self.disk_guard.set(1 if snap.disk_guard_active else 0)
+        if snap.disk is not None:
+            self.disk_free.set(snap.disk.free)
+        current = {str(v.image): v for v in snap.images}
         for gone in self._cached_images - current.keys():
             self.cached.remove(gone)
-            self._set_failing(gone, None)
-        self._present = {image for image, s in current.items() if s.cached_since is not None}
-        for image in current:
-            self.cached.labels(image).set(1 if image in self._present else 0)
+        for gone in set(self._pull_series) - current.keys():
+            for outcome, why in self._pull_series.pop(gone):
+                self.pulls.remove(gone, outcome, why)
+        for image in set(self._failing) - current.keys():
+            self.failing.remove(image, self._failing.pop(image))
+        present = 0
+        for image, view in current.items():
+            cached = view.cached_since is not None
+            present += cached
+            self.cached.labels(image).set(1 if cached else 0)
+            last = view.last
+            failed = last is not None and last.outcome == Outcome.FAILED
+            reason: str | None = str(last.reason) if failed and last is not None else None
+            old = self._failing.get(image)
+            if old is not None and old != reason:
+                self.failing.remove(image, old)
+                del self._failing[image]
+            if reason is not None:
+                self.failing.labels(image, reason).set(1)
+                self._failing[image] = reason
         self._cached_images = set(current)
         self.selected.set(len(current))
-        self.present.set(len(self._present))
+        self.present.set(present)

@@ -1,7 +1,9 @@
 """Live progress for `jcp once` in a terminal: one line per active pull and an overall bar.
 
 Log lines still appear, above the live block (the block is erased, the line written, the block
-drawn again), so nothing a pipe would show is lost in a terminal.
+drawn again), so nothing a pipe would show is lost in a terminal. Every line is cut to the
+terminal's width, so a narrow terminal never wraps a line and leaves a stale copy behind.
+The display reads only the engine's snapshot.
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ import asyncio
 import io
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
-from jcp.observer import Observer
-
-if TYPE_CHECKING:
-    from jcp.scheduler import Scheduler
-    from jcp.sweep import Sweep
+from jcp.engine.state import Snapshot
 
 _BAR = 30
 
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:7.1f} MB"
+
+
+def _fit(line: str, width: int) -> str:
+    return line if len(line) <= width else line[: max(0, width - 1)] + "…"
 
 
 class _LogStream(io.TextIOBase):
@@ -34,18 +37,14 @@ class _LogStream(io.TextIOBase):
         return len(text)
 
 
-class TerminalProgress(Observer):
+class TerminalProgress:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self._drawn = 0
         self._block: list[str] = []
-        self._sweep: Sweep | None = None
 
     def log_stream(self) -> TextIO:
         return _LogStream(self)  # type: ignore[return-value]
-
-    def sweep_started(self, sweep: Sweep, *, scheduler: Scheduler) -> None:
-        self._sweep = sweep
 
     def _erase(self) -> None:
         if self._drawn:
@@ -63,41 +62,54 @@ class TerminalProgress(Observer):
         self.out.write(text)
         self._draw()
 
-    def render(self, scheduler: Scheduler) -> list[str]:
-        width = max(
-            40, os.get_terminal_size(self.out.fileno()).columns if self.out.isatty() else 100
-        )
+    def width(self) -> int:
+        if self.out.isatty():
+            try:
+                return max(20, os.get_terminal_size(self.out.fileno()).columns - 1)
+            except OSError:
+                pass
+        return 100
+
+    def render(self, snap: Snapshot, width: int) -> list[str]:
         lines = []
-        active = [s for s in scheduler.states.values() if s.status == "pulling" and s.progress]
-        for state in sorted(active, key=lambda s: str(s.target.image)):
-            assert state.progress is not None
-            cur, tot = state.progress.current, state.progress.total
-            pct = f"{100 * cur // tot:3d}%" if tot else "   "
-            name = str(state.target.image)
-            room = width - 30
+        bars = snap.runtime is None or snap.runtime.reports_progress
+        active = sorted(
+            (v for v in snap.images if v.state == "pulling"), key=lambda v: str(v.image)
+        )
+        got = 0
+        for view in active:
+            cur = view.progress.current if view.progress is not None else 0
+            tot = view.progress.total if view.progress is not None else 0
+            got += cur
+            tail = (
+                (f"{_mb(cur)} {100 * cur // tot:3d}%" if tot else f"{_mb(cur)}    ")
+                if bars
+                else "pulling"
+            )
+            room = max(8, width - len(tail) - 5)
+            name = str(view.image)
             if len(name) > room:
                 name = "…" + name[-(room - 1) :]
-            lines.append(f"  ↓ {name:<{room}} {_mb(cur)} {pct}")
-        sweep = self._sweep
+            lines.append(_fit(f"  ↓ {name:<{room}} {tail}", width))
+        sweep = snap.sweep or snap.last_full_sweep
         if sweep is not None:
-            done = len(sweep.results)
-            total = done + len(sweep.remaining)
-            filled = _BAR * done // total if total else _BAR
-            got = sum(r.bytes for r in sweep.results) + sum(
-                s.progress.current for s in active if s.progress
-            )
-            failed = len(sweep.failed)
+            total = sweep.done + sweep.remaining
+            filled = _BAR * sweep.done // total if total else _BAR
+            failed = f", {sweep.failed} failed" if sweep.failed else ""
             lines.append(
-                f"[{'#' * filled}{'-' * (_BAR - filled)}] {done}/{total} images"
-                f"{f', {failed} failed' if failed else ''}, {_mb(got).strip()}"
+                _fit(
+                    f"[{'#' * filled}{'-' * (_BAR - filled)}] {sweep.done}/{total} images"
+                    f"{failed}, {_mb(sweep.bytes + got).strip()}",
+                    width,
+                )
             )
         return lines
 
-    async def run(self, scheduler: Scheduler) -> None:
+    async def run(self, snapshot: Callable[[], Snapshot]) -> None:
         try:
             while True:
                 self._erase()
-                self._block = self.render(scheduler)
+                self._block = self.render(snapshot(), self.width())
                 self._draw()
                 await asyncio.sleep(0.2)
         finally:

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from jcp.arch import canonical_arch
-from jcp.config import ConfigError, load_config
+from jcp.model.arch import canonical_arch
+from jcp.configdir import load_config
+from jcp.model.config import ConfigError
 
 EXIT_OK = 0
 EXIT_INVALID = 2

@@ -332,23 +332,39 @@ async def test_runtime_warning_and_start_jitter_in_run(
         assert run.count("WARNING: this node") == 1
 
 
-async def test_healthz_reports_a_wedged_sweep(docker: aiodocker.Docker, tmp_path: Path) -> None:
+def test_healthz_reports_a_wedged_sweep(tmp_path: Path) -> None:
     """A scheduler that stops making progress cannot be produced on purpose with a real daemon
-    (every real hang is cut by the stall timeout); this sets its progress clock back instead,
-    on a real Scheduler, to check the decision /healthz makes from it."""
-    from jcp.http import health  # noqa: PLC0415
-    from jcp.scheduler import Scheduler, Settings  # noqa: PLC0415
-    from jcp.sweep import Sweep  # noqa: PLC0415
+    (every real hang is cut by the stall timeout); /healthz decides from the engine's snapshot,
+    so this checks that decision on snapshots whose progress clock is set back."""
+    import dataclasses  # noqa: PLC0415
 
-    scheduler = Scheduler(Settings(config_dir=tmp_path, stall_timeout=10), docker)
-    assert health(scheduler, alive=True) == (True, "ok")
-    assert health(scheduler, alive=False) == (False, "scheduler task has stopped")
-    scheduler.sweep = Sweep(number=7, kind="sweep", remaining=set())
-    scheduler.last_progress -= 79  # limit is 2 * stall_timeout + 60 = 80 s
-    assert health(scheduler, alive=True)[0] is True
-    scheduler.last_progress -= 2
-    ok, why = health(scheduler, alive=True)
+    from jcp.engine.state import ConfigView, DiskView, Snapshot, SweepView  # noqa: PLC0415
+    from jcp.http import health  # noqa: PLC0415
+
+    idle = Snapshot(
+        taken=1000.0,
+        config=ConfigView(1, "abc", 1, 300.0, last_reload_ok=True, last_error=None),
+        loaded=True,
+        node_arch="amd64",
+        runtime_endpoint="unix:///x.sock",
+        runtime=None,
+        runtime_reachable=True,
+        runtime_choice=None,
+        disk=None,
+        sweep=None,
+        last_full_sweep=None,
+        last_progress=1000.0,
+        stall_timeout=10,
+        images=(),
+    )
+    assert health(idle, alive=True) == (True, "ok")
+    assert health(idle, alive=False) == (False, "scheduler task has stopped")
+    sweep = SweepView(7, "sweep", 1, 0, 0, 0, 0.0, 0.0, None, "")
+    busy = dataclasses.replace(idle, sweep=sweep, last_progress=1000.0 - 79)
+    assert health(busy, alive=True)[0] is True  # limit is 2 * stall_timeout + 60 = 80 s
+    wedged = dataclasses.replace(busy, last_progress=1000.0 - 81)
+    ok, why = health(wedged, alive=True)
     assert not ok
     assert why.startswith("sweep 7 has made no progress for 8")
-    scheduler.disk_guard_active = True  # waiting for disk space is not being wedged
-    assert health(scheduler, alive=True)[0] is True
+    waiting = dataclasses.replace(wedged, disk=DiskView(str(tmp_path), 0, 10, 5, active=True))
+    assert health(waiting, alive=True)[0] is True  # waiting for disk space is not being wedged

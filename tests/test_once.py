@@ -306,7 +306,9 @@ async def test_digest_pinned_present_is_not_pulled_again(
     assert f"Pulled {ref}" in first.text()
     requests = gate.requests
     gate.pause()  # the registry would hang now: a second pull could not finish
-    second = jcp("once", [*engine_args(d, docker_root), "--stall-timeout", "2"])
+    second = jcp(
+        "once", [*engine_args(d, docker_root), "--stall-timeout", "2", "--log-level", "debug"]
+    )
     assert await second.wait_exit() == 0, second.text()
     assert f"Up to date: {ref}" in second.text()
     assert gate.requests == requests

@@ -1,6 +1,6 @@
 import pytest
 
-from jcp.refs import ImageRef, InvalidReferenceError, normalise_host, parse_reference
+from jcp.model.refs import ImageRef, InvalidReferenceError, normalise_host, parse_reference
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ async def test_data_swap_adds_and_removes_images(
 ) -> None:
     a, b, c = (push_synthetic(open_client, unique(n), "1").reference for n in "abc")
     cfg = publish(tmp_path / "config", [entry(a), entry(b)])
-    run = jcp("run", engine_args(cfg, docker_root))
+    run = jcp("run", [*engine_args(cfg, docker_root), "--log-level", "debug"])
     await run.wait_line(r"sweep 1 done.*2 pulled")
     await docker.images.delete(b, force=True)
     loop = asyncio.get_running_loop()

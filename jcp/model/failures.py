@@ -12,7 +12,6 @@ from enum import StrEnum
 from jcp.model.errors import JcpError
 
 
-
 class Reason(StrEnum):
     """Failure classes, also used as a metric label: a small, fixed set."""
 
@@ -23,6 +22,7 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     STALL = "stall"
     REGISTRY = "registry_error"
+    RATE_LIMITED = "rate_limited"
     DAEMON = "daemon_error"
     DISK = "disk"
 
@@ -34,6 +34,8 @@ PERMANENT = frozenset({Reason.AUTH, Reason.CREDENTIALS, Reason.NOT_FOUND, Reason
 class Failure:
     reason: Reason
     message: str
+    retry_after: float | None = None
+    """Seconds the registry asked us to wait (Retry-After), for RATE_LIMITED."""
 
     @property
     def transient(self) -> bool:

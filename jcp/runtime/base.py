@@ -80,7 +80,7 @@ class Pulled:
     bytes: int
 
 
-class RuntimeFailure(JcpError):
+class RuntimeFailure(JcpError):  # noqa: N818 - it carries a Failure, and says so
     """A runtime call failed; `failure` says why, in the model's classes."""
 
     def __init__(self, failure: Failure) -> None:

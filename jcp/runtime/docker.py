@@ -21,8 +21,8 @@ from jcp.runtime.base import (
     FsUsage,
     ImageStatus,
     ProgressCallback,
-    PullProgress,
     Pulled,
+    PullProgress,
     RuntimeFailure,
     RuntimeInfo,
 )

@@ -25,7 +25,7 @@ _PATTERNS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
             r"no matching manifest|no match for platform|does not match the specified platform",
         ),
         (Reason.DISK, r"no space left on device"),
-        (Reason.REGISTRY, r"toomanyrequests|too many requests|rate limit|\b429\b"),
+        (Reason.RATE_LIMITED, r"toomanyrequests|too many requests|rate limit|\b429\b"),
         (
             Reason.NOT_FOUND,
             (

@@ -7,10 +7,15 @@ jcp keeps 15 % free and waits (logging once, and in metrics and /status) until s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from jcp.settings import MinFree
+
+log = logging.getLogger(__name__)
 
 _UNITS = {
     "": 1,
@@ -23,24 +28,6 @@ _UNITS = {
     "gi": 2**30,
     "ti": 2**40,
 }
-
-
-@dataclass(frozen=True)
-class MinFree:
-    """A threshold: a fraction of the file system, or a number of bytes."""
-
-    fraction: float | None = None
-    bytes: int | None = None
-
-    def required(self, total: int) -> int:
-        if self.fraction is not None:
-            return int(total * self.fraction)
-        return self.bytes or 0
-
-    def __str__(self) -> str:
-        if self.fraction is not None:
-            return f"{self.fraction * 100:g}%"
-        return f"{self.bytes} bytes"
 
 
 def parse_min_free(text: str) -> MinFree:
@@ -79,3 +66,34 @@ def read(path: Path, threshold: MinFree) -> DiskReading | None:
     total = st.f_blocks * st.f_frsize
     free = st.f_bavail * st.f_frsize
     return DiskReading(str(path), free, total, threshold.required(total))
+
+
+class DiskGuard:
+    """Whether there is room to start a pull, with a log line at each change of mind."""
+
+    def __init__(self, threshold: MinFree, path: Path | None) -> None:
+        self.threshold = threshold
+        self.path = path
+        self.reading: DiskReading | None = None
+        self.active = False
+
+    def check(self) -> bool:
+        """True when there is room to start a pull (or no way to tell)."""
+        reading = read(self.path, self.threshold) if self.path is not None else None
+        self.reading = reading
+        low = reading is not None and reading.low
+        if low != self.active:
+            self.active = low
+            assert reading is not None
+            if low:
+                log.warning(
+                    f"disk guard: {reading.free / 1e9:.2f} GB free on {reading.path}, below "
+                    f"--min-free {self.threshold}; new pulls wait until space is back",
+                    extra={"fields": {"event": "disk_low", "free": reading.free}},
+                )
+            else:
+                log.info(
+                    f"disk guard: {reading.free / 1e9:.2f} GB free on {reading.path}; pulls resume",
+                    extra={"fields": {"event": "disk_ok", "free": reading.free}},
+                )
+        return not low

@@ -1,0 +1,107 @@
+"""The log lines of pulls and sweeps, worded as the original's (`Pulling X from R`,
+`ERROR: failed pulling X from R: ...`) so existing greps and alerts keep working.
+
+Per-image "Up to date" lines are at debug level: a steady sweep of 1000 images logs its
+summary, not 1000 lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from jcp.engine.state import Sweep
+from jcp.model.config import Target
+from jcp.model.failures import Failure
+from jcp.model.results import Outcome, PullResult
+
+log = logging.getLogger("jcp.engine")
+
+
+def pull_started(target: Target, attempt: int, *, why: str) -> None:
+    again = f" (attempt {attempt})" if attempt > 1 else ""
+    log.info(
+        f"Pulling {target.image} from {target.registry}{again}",
+        extra={
+            "fields": {
+                "event": "pull_start",
+                "image": str(target.image),
+                "registry": target.registry,
+                "attempt": attempt,
+                "why": why,
+            }
+        },
+    )
+
+
+def pull_finished(result: PullResult, *, repeat: bool) -> None:
+    image, registry = result.image, result.registry
+    fields = {
+        "image": str(image),
+        "registry": registry,
+        "outcome": str(result.outcome),
+        "duration": round(result.duration, 3),
+        "bytes": result.bytes,
+        "attempts": result.attempts,
+    }
+    if result.outcome == Outcome.FAILED:
+        note = ""
+        if repeat:
+            note = " (permanent: not retried until the config or the secret changes)"
+        log.error(
+            f"ERROR: failed pulling {image} from {registry}: {result.reason}: "
+            f"{result.message}{note}",
+            extra={"fields": {"event": "pull_failed", **fields, "reason": str(result.reason)}},
+        )
+    elif result.outcome == Outcome.CANCELLED:
+        log.info(
+            f"Cancelled pulling {image} from {registry}: {result.message}",
+            extra={"fields": {"event": "pull_cancelled", **fields}},
+        )
+    elif result.outcome == Outcome.PULLED:
+        log.info(
+            f"Pulled {image} from {registry} in {result.duration:.1f}s "
+            f"({result.bytes / 1e6:.1f} MB)",
+            extra={"fields": {"event": "pull_done", **fields, "digest": result.digest}},
+        )
+    else:
+        log.debug(
+            f"Up to date: {image} from {registry}",
+            extra={"fields": {"event": "pull_done", **fields, "digest": result.digest}},
+        )
+
+
+def retrying(target: Target, failure: Failure, *, attempt: int, retries: int, delay: float) -> None:
+    log.warning(
+        f"retrying {target.image} from {target.registry} in {delay:.1f}s "
+        f"(attempt {attempt + 1} of {retries + 1}): {failure.reason}: {failure.message}",
+        extra={
+            "fields": {
+                "event": "pull_retry",
+                "image": str(target.image),
+                "registry": target.registry,
+                "reason": str(failure.reason),
+                "delay": round(delay, 3),
+            }
+        },
+    )
+
+
+def sweep_finished(sweep: Sweep) -> None:
+    c = sweep.counts
+    log.info(
+        sweep.summary(),
+        extra={
+            "fields": {
+                "event": "sweep_done",
+                "kind": sweep.kind,
+                "sweep": sweep.number,
+                "pulled": c[Outcome.PULLED],
+                "up_to_date": c[Outcome.UP_TO_DATE],
+                "skipped": sweep.skipped,
+                "failed": c[Outcome.FAILED],
+                "cancelled": c[Outcome.CANCELLED],
+                "seconds": round((sweep.ended or time.monotonic()) - sweep.started, 3),
+            }
+        },
+    )

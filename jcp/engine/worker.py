@@ -1,0 +1,244 @@
+"""One puller of the pool: takes the next image, decides, pulls, retries, reports.
+
+Each image runs in a task of its own, so that removing it from the config cancels exactly that
+pull (the runtime abandons it) and nothing else; a failure is a result, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from jcp import secrets
+from jcp.engine import report
+from jcp.engine.job import Attempt, JobLimits, attempt
+from jcp.engine.plan import Action, decide
+from jcp.engine.runtime_link import answers
+from jcp.engine.scheduler import PRIORITY_SWEEP, Item, Scheduler
+from jcp.engine.state import ImageState
+from jcp.model.credentials import CredentialError, RegistryAuth
+from jcp.model.failures import Failure, Reason
+from jcp.model.results import Outcome, PullResult
+from jcp.runtime.base import PullProgress
+
+log = logging.getLogger(__name__)
+
+
+async def work(s: Scheduler) -> None:
+    """Forever: one image at a time."""
+    while True:
+        item = await s.get()
+        key = item.target.key
+        if key not in s.wanted or item.sweep.done.is_set():
+            s.drop(item.sweep, key)
+            continue
+        await _wait_for_disk(s)
+        if key not in s.wanted or item.sweep.done.is_set():
+            s.drop(item.sweep, key)
+            continue
+        pause = s.paused.get(item.target.registry, 0) - asyncio.get_running_loop().time()
+        if pause > 0:  # the registry asked us to wait: do not spend an attempt on it
+            s.later(pause, PRIORITY_SWEEP, item)
+            continue
+        task = asyncio.create_task(_process(s, item))
+        s.in_flight[key] = task
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        finally:
+            if s.in_flight.get(key) is task:
+                del s.in_flight[key]
+            s.last_progress = time.monotonic()
+        if task.cancelled():
+            _cancelled(s, item)
+        elif (bug := task.exception()) is not None:
+            raise bug  # not a pull failure (those are results): let the task group say so
+
+
+async def _wait_for_disk(s: Scheduler) -> None:
+    while not s.disk.check():
+        s.last_progress = time.monotonic()
+        await asyncio.sleep(s.settings.disk_poll)
+
+
+async def _credentials(s: Scheduler, item: Item) -> tuple[RegistryAuth | None, str]:
+    """Credentials for a private target, and a fingerprint of the entry and its secret."""
+    target = item.target
+    fingerprint = repr(target.key)
+    if not target.entry.private:
+        return None, fingerprint
+    auth, secret_fingerprint = await secrets.resolve(
+        s.settings.docker_config_root, target.entry.secret, target.registry
+    )
+    return auth, fingerprint + secret_fingerprint
+
+
+async def _process(s: Scheduler, item: Item) -> None:
+    target, key = item.target, item.target.key
+    state = s.states.setdefault(key, ImageState(target))
+    try:
+        auth, fingerprint = await _credentials(s, item)
+    except CredentialError as exc:
+        bad = _result(item, Attempt(Outcome.FAILED, 0.0), Failure(Reason.CREDENTIALS, str(exc)))
+        s.permanent[key] = (repr(key), bad)
+        _complete(s, item, state, bad)
+        return
+    cached = s.permanent.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        _complete(s, item, state, cached[1], repeat=True)
+        return
+    decision = decide(target, s.observed)
+    if decision.action == Action.SKIP:
+        done = Attempt(Outcome.UP_TO_DATE, 0.0, digest=target.image.digest)
+        _complete(s, item, state, _result(item, done, None))
+        return
+    state.status = "pulling"
+    state.next_retry = None
+    state.progress = None
+    report.pull_started(target, item.attempt, why=decision.why)
+    info = s.info
+    assert s.node_arch is not None
+    done = await attempt(
+        s.runtime,
+        target.image,
+        platform=f"linux/{s.node_arch}" if info is None or info.supports_platform else None,
+        auth=auth,
+        limits=JobLimits(s.settings.pull_timeout, s.settings.stall_timeout),
+        reports_progress=info is None or info.reports_progress,
+        on_progress=lambda p: _progressed(s, state, p),
+        activity=lambda: s.last_progress,
+    )
+    failure = done.failure
+    if failure and failure.reason == Reason.DAEMON and await _outlast_runtime(s, item):
+        return
+    if failure and failure.reason == Reason.RATE_LIMITED:
+        _pause_registry(s, target.registry, failure)
+    retries = s.settings.backoff.retries
+    if failure and failure.transient and item.attempt <= retries and key in s.wanted:
+        _retry(s, item, state, failure)
+        return
+    result = _result(item, done, failure)
+    if failure is not None and not failure.transient:
+        s.permanent[key] = (fingerprint, result)
+    else:
+        s.permanent.pop(key, None)
+    _complete(s, item, state, result)
+
+
+def _progressed(s: Scheduler, state: ImageState, p: PullProgress) -> None:
+    state.progress = p
+    s.last_progress = time.monotonic()
+
+
+def _pause_registry(s: Scheduler, registry: str, failure: Failure) -> None:
+    pause = failure.retry_after or s.settings.rate_limit_pause
+    loop = asyncio.get_running_loop()
+    if s.paused.get(registry, 0) <= loop.time():
+        log.warning(
+            f"registry {registry} is rate-limiting pulls ({failure.message}); pausing all its "
+            f"pulls for {pause:.0f}s",
+            extra={"fields": {"event": "rate_limited", "registry": registry, "pause": pause}},
+        )
+        s.events.rate_limited(registry, pause)
+    s.paused[registry] = max(s.paused.get(registry, 0), loop.time() + pause)
+
+
+async def _outlast_runtime(s: Scheduler, item: Item) -> bool:
+    """If the runtime really is gone, wait for it and re-queue ITEM as it was. A probe
+    decides, so that an error merely classified as a runtime error can never loop."""
+    if not s.settings.outlast_runtime or item.target.key not in s.wanted:
+        return False
+    outages = s.outages
+    # A daemon that is shutting down still answers /version for a moment while it fails
+    # pulls ("grpc: the client connection is closing"): probe once it has had time to go.
+    await asyncio.sleep(1.0)
+    async with s.runtime_lock:
+        if s.outages == outages:  # nobody waited out an outage meanwhile: probe
+            if await answers(s.runtime):
+                return False
+            state = s.states.get(item.target.key)
+            if state is not None:
+                state.status = "pending"
+            log.warning(
+                f"{s.label} went away while pulling {item.target.image}; waiting for it, "
+                "then pulling again"
+            )
+            await s.connect(give_up=False)
+            s.outages += 1
+    s.put(PRIORITY_SWEEP, item)
+    return True
+
+
+def _retry(s: Scheduler, item: Item, state: ImageState, failure: Failure) -> None:
+    delay = s.settings.backoff.delay(item.attempt)
+    if failure.reason == Reason.RATE_LIMITED:
+        delay = max(
+            delay, s.paused.get(item.target.registry, 0) - asyncio.get_running_loop().time()
+        )
+    state.status = "retrying"
+    state.next_retry = time.time() + delay
+    report.retrying(
+        item.target, failure, attempt=item.attempt, retries=s.settings.backoff.retries, delay=delay
+    )
+    s.later(delay, PRIORITY_SWEEP, Item(item.target, item.sweep, item.attempt + 1))
+
+
+def _result(item: Item, done: Attempt, failure: Failure | None) -> PullResult:
+    return PullResult(
+        image=item.target.image,
+        registry=item.target.registry,
+        outcome=Outcome.FAILED if failure else done.outcome,
+        duration=done.duration,
+        attempts=item.attempt,
+        bytes=done.bytes,
+        digest=done.digest,
+        reason=failure.reason if failure else None,
+        message=failure.message if failure else None,
+        permanent=bool(failure and not failure.transient),
+    )
+
+
+def _cancelled(s: Scheduler, item: Item) -> None:
+    state = s.states.pop(item.target.key, None)
+    got = state.progress.current if state is not None and state.progress is not None else 0
+    result = PullResult(
+        image=item.target.image,
+        registry=item.target.registry,
+        outcome=Outcome.CANCELLED,
+        duration=0.0,
+        attempts=item.attempt,
+        bytes=got,
+        message="removed from the config while pulling",
+    )
+    report.pull_finished(result, repeat=False)
+    s.events.pull_finished(result)
+    if item.sweep.record(item.target.key, result):
+        s.finish(item.sweep)
+
+
+def _complete(
+    s: Scheduler, item: Item, state: ImageState, result: PullResult, *, repeat: bool = False
+) -> None:
+    if result.outcome == Outcome.FAILED:
+        if result.reason == Reason.DAEMON:
+            s.runtime_down()
+        state.status = "failed"
+    else:
+        state.status = "cached"
+        if state.cached_since is None:
+            state.cached_since = time.time()
+    result = dataclasses.replace(result, present=state.cached_since is not None)
+    report.pull_finished(result, repeat=repeat)
+    state.last = result
+    state.next_retry = None
+    state.progress = None  # byte counts matter only while pulling
+    if item.target.key not in s.wanted:
+        s.states.pop(item.target.key, None)
+    s.events.pull_finished(result)
+    if item.sweep.record(item.target.key, result):
+        s.finish(item.sweep)
