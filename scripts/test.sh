@@ -10,4 +10,5 @@ bash scripts/install-deps.sh
 "$python" -m ruff check jcp tests bench devstack
 "$python" -m ruff format --check jcp tests bench devstack
 "$python" -m mypy
+lint-imports --no-cache >/dev/null || lint-imports --no-cache
 exec "$python" -m pytest "$@"
