@@ -15,7 +15,7 @@ import os
 import random
 import signal
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from jcp.engine.runtime_link import RuntimeUnavailableError, UnknownArchError
 from jcp.engine.scheduler import Scheduler
 from jcp.model.errors import JcpError
 from jcp.runtime.base import ImageRuntime
-from jcp.settings import DEFAULT_HTTP_ADDR, Settings
+from jcp.settings import DEFAULT_HTTP_ADDR, NodeSettings, Settings
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -49,6 +49,7 @@ class RunOptions:
     http_addr: str | None = DEFAULT_HTTP_ADDR
     start_jitter: float = 0.0
     host_root: Path | None = None
+    node: NodeSettings = field(default_factory=NodeSettings)
 
 
 async def make_runtime(settings: Settings) -> tuple[ImageRuntime, str, str]:

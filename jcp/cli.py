@@ -21,12 +21,16 @@ from jcp.settings import (
     DEFAULT_DISK_POLL,
     DEFAULT_DOCKER_CONFIG_ROOT,
     DEFAULT_HTTP_ADDR,
+    DEFAULT_LEDGER,
     DEFAULT_MIN_FREE,
     DEFAULT_PULL_TIMEOUT,
+    DEFAULT_PURGE_GRACE,
     DEFAULT_RETRIES,
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_START_JITTER,
+    DEFAULT_UNTAINT_DEADLINE,
     MinFree,
+    NodeSettings,
     Settings,
 )
 from jcp.validate import validate
@@ -191,8 +195,74 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
         help="seconds between free-space checks while the disk guard holds pulls "
         "back (default: %(default)g)",
     )
+    p.add_argument(
+        "--refresh",
+        choices=["digest", "pull", "never"],
+        default="digest",
+        help="how a present tag is refreshed: digest asks the registry for the tag's digest "
+        "(one HEAD) and pulls only if it moved; pull asks the runtime to pull every sweep; "
+        "never (default: %(default)s)",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
+
+def _add_node_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("node lifecycle (off by default)")
+    g.add_argument(
+        "--node-label",
+        default=None,
+        metavar="NAME",
+        help="set this node label to true/false as the node's warm state changes (needs "
+        "get/patch on nodes; node name from $NODE_NAME)",
+    )
+    g.add_argument(
+        "--untaint",
+        default=None,
+        metavar="KEY",
+        help="remove this NoSchedule taint from the node once every image is present (or "
+        "failed permanently), so jobs wait for the warm-up",
+    )
+    g.add_argument(
+        "--untaint-deadline",
+        type=_positive,
+        default=DEFAULT_UNTAINT_DEADLINE,
+        help="seconds after start when the taint is removed anyway (default: %(default)g)",
+    )
+    g.add_argument(
+        "--purge",
+        action="store_true",
+        help="remove images jcp pulled once they leave the config (after --purge-grace; "
+        "only images in jcp's ledger, never one a container uses)",
+    )
+    g.add_argument(
+        "--purge-dry-run", action="store_true", help="log what --purge would remove, remove nothing"
+    )
+    g.add_argument(
+        "--purge-grace",
+        type=_non_negative,
+        default=DEFAULT_PURGE_GRACE,
+        help="seconds an image stays after leaving the config (default: %(default)g)",
+    )
+    g.add_argument(
+        "--ledger",
+        type=Path,
+        default=DEFAULT_LEDGER,
+        help="jcp's record of the images it pulled, on a hostPath (default: %(default)s)",
+    )
+
+
+def node_settings_from(args: argparse.Namespace) -> NodeSettings:
+    return NodeSettings(
+        node_name=os.environ.get("NODE_NAME") or None,
+        label=args.node_label or None,
+        untaint=args.untaint or None,
+        untaint_deadline=args.untaint_deadline,
+        purge=args.purge or args.purge_dry_run,
+        purge_dry_run=args.purge_dry_run,
+        purge_grace=args.purge_grace,
+        ledger=args.ledger,
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -227,6 +297,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="where the host's /run is mounted (e.g. /host), to warn when jcp pulls into "
         "Docker while the kubelet uses containerd or CRI-O",
     )
+    _add_node_options(run)
     once = sub.add_parser(
         "once", help="one sweep, then exit: 0 all cached, 1 something failed, 2 bad config"
     )
@@ -260,6 +331,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         disk_path=args.disk_path,
         min_free=args.min_free,
         disk_poll=args.disk_check_interval,
+        refresh=args.refresh,
     )
 
 
@@ -292,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             http_addr=args.http_addr or None,
             start_jitter=args.start_jitter,
             host_root=args.host_root,
+            node=node_settings_from(args),
         )
     return asyncio.run(app.main(settings, once=once, display=display, options=options))
 

@@ -121,6 +121,16 @@ class Metrics(Events):
             ["registry"],
             registry=r,
         )
+        self.evictions = Counter(
+            "jcp_images_evicted",
+            "Images jcp had cached and later found gone from the runtime (image GC churn)",
+            registry=r,
+        )
+        self.tags_moved = Counter(
+            "jcp_tags_moved",
+            "Present images whose tag the registry moved to another digest (then pulled)",
+            registry=r,
+        )
         self.disk_guard = Gauge(
             "jcp_disk_guard_active",
             "1 while pulls are held back for lack of disk space",
@@ -182,6 +192,12 @@ class Metrics(Events):
 
     def rate_limited(self, registry: str, pause: float) -> None:
         self.rate_limits.labels(registry).inc()
+
+    def evicted(self, image: str) -> None:
+        self.evictions.inc()
+
+    def tag_moved(self, image: str) -> None:
+        self.tags_moved.inc()
 
     # -- a scrape ---------------------------------------------------------------------------
 

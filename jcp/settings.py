@@ -23,6 +23,8 @@ DEFAULT_DISK_POLL = 10.0
 DEFAULT_HTTP_ADDR = ":8080"
 DEFAULT_START_JITTER = 10.0
 DEFAULT_LEDGER = Path("/var/lib/jcp/ledger.json")
+DEFAULT_UNTAINT_DEADLINE = 3600.0
+DEFAULT_PURGE_GRACE = 3600.0
 
 
 @dataclass(frozen=True)
@@ -68,5 +70,29 @@ class Settings:
     outlast_runtime: bool = True
     """A pull cut off because the runtime went away waits for it and goes again, without
     spending an attempt (`jcp run`); `jcp once` counts it as a failure instead."""
+    refresh: str = "digest"
+    """How a present tag is refreshed: `digest` (one HEAD; pull only if the tag moved), `pull`
+    (ask the runtime every sweep), `never`."""
     rate_limit_pause: float = 60.0
     """Seconds a registry that answered 429 is left alone when it sent no Retry-After."""
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What `jcp run` does to its node beyond pulling: all off by default."""
+
+    node_name: str | None = None
+    """From the downward API (env NODE_NAME)."""
+    label: str | None = None
+    """Node label set to true/false as the node's warm state changes."""
+    untaint: str | None = None
+    """A NoSchedule taint key removed once the node is warm (or at the deadline)."""
+    untaint_deadline: float = DEFAULT_UNTAINT_DEADLINE
+    purge: bool = False
+    purge_dry_run: bool = False
+    purge_grace: float = DEFAULT_PURGE_GRACE
+    ledger: Path = DEFAULT_LEDGER
+
+    @property
+    def uses_api(self) -> bool:
+        return self.label is not None or self.untaint is not None

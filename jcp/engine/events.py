@@ -33,6 +33,12 @@ class Events:
     def rate_limited(self, registry: str, pause: float) -> None:
         """A registry answered 'too many requests'; its pulls pause for PAUSE seconds."""
 
+    def evicted(self, image: str) -> None:
+        """An image jcp had cached was found gone from the runtime."""
+
+    def tag_moved(self, image: str) -> None:
+        """The registry serves another digest for a tag jcp holds: it will be pulled."""
+
 
 class Fanout(Events):
     """Several event sinks as one."""
@@ -67,3 +73,11 @@ class Fanout(Events):
     def rate_limited(self, registry: str, pause: float) -> None:
         for s in self.sinks:
             s.rate_limited(registry, pause)
+
+    def evicted(self, image: str) -> None:
+        for s in self.sinks:
+            s.evicted(image)
+
+    def tag_moved(self, image: str) -> None:
+        for s in self.sinks:
+            s.tag_moved(image)

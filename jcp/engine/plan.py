@@ -16,6 +16,8 @@ from jcp.model.config import Target, TargetKey
 from jcp.model.refs import ImageRef, InvalidReferenceError, parse_reference
 from jcp.runtime.base import ImageStatus
 
+TAG_MOVED = "tag moved"
+
 
 class Action(StrEnum):
     PULL = "pull"
@@ -89,7 +91,7 @@ def decide(
         return Decision(target, Action.PULL, "present; the runtime checks the registry")
     if remote_digest in observed.digests_of(image):
         return Decision(target, Action.SKIP, "present, remote digest unchanged")
-    return Decision(target, Action.PULL, "tag moved")
+    return Decision(target, Action.PULL, TAG_MOVED)
 
 
 def plan(

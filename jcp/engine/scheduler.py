@@ -23,6 +23,7 @@ from jcp.engine.configs import ConfigSource
 from jcp.engine.disk import DiskGuard
 from jcp.engine.events import Events
 from jcp.engine.plan import Observed
+from jcp.engine.remote import Remote
 from jcp.engine.runtime_link import UnknownArchError, wait_for_runtime
 from jcp.engine.state import ImageState, Snapshot, Sweep
 from jcp.model.config import Config, Target, TargetKey
@@ -54,6 +55,7 @@ class Scheduler:
         env: Mapping[str, str] | None = None,
         events: Events | None = None,
         choice: str | None = None,
+        remote: Remote | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -61,6 +63,10 @@ class Scheduler:
         """How logs name the runtime: `Docker daemon at unix:///...`, `containerd at ...`."""
         self.choice = choice
         self.events = events or Events()
+        self.remote = remote
+        """Where tags' digests are asked; None: every present tag goes to the runtime."""
+        self.no_remote: dict[str, str] = {}
+        """Registry host -> why its digests cannot be asked (the runtime pulls instead)."""
         self.source = ConfigSource(settings.config_dir, settings.interval_flag, env)
         self.node_arch: str | None = settings.arch
         self.info: RuntimeInfo | None = None
@@ -243,8 +249,26 @@ class Scheduler:
                 if state.status == "pending":
                     state.status = "cached"
             elif state.status == "cached":
-                state.status = "pending"
-                state.cached_since = None
+                self._evicted(state, now)
+
+    def _evicted(self, state: ImageState, now: float) -> None:
+        """An image jcp had cached is gone: the kubelet's image GC (or a person) removed it.
+        Said, and counted, so that operators see a GC fight instead of guessing."""
+        since = state.cached_since or now
+        log.warning(
+            f"evicted: {state.target.image} was cached for {now - since:.0f}s and is gone from "
+            "the runtime (kubelet image GC?); pulling it again",
+            extra={
+                "fields": {
+                    "event": "image_evicted",
+                    "image": str(state.target.image),
+                    "cached_since": since,
+                }
+            },
+        )
+        state.status = "pending"
+        state.cached_since = None
+        self.events.evicted(str(state.target.image))
 
     # -- the runtime ----------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ import time
 from jcp import secrets
 from jcp.engine import report
 from jcp.engine.job import Attempt, JobLimits, attempt
-from jcp.engine.plan import Action, decide
+from jcp.engine.plan import TAG_MOVED, Action, Refresh, decide
+from jcp.engine.remote import RemoteError
 from jcp.engine.runtime_link import answers
 from jcp.engine.scheduler import PRIORITY_SWEEP, Item, Scheduler
 from jcp.engine.state import ImageState
@@ -92,7 +93,13 @@ async def _process(s: Scheduler, item: Item) -> None:
     if cached is not None and cached[0] == fingerprint:
         _complete(s, item, state, cached[1], repeat=True)
         return
-    decision = decide(target, s.observed)
+    remote_digest = await _remote_digest(s, item, auth)
+    if isinstance(remote_digest, PullResult):
+        _complete(s, item, state, remote_digest)
+        return
+    decision = decide(target, s.observed, remote_digest, Refresh(s.settings.refresh))
+    if decision.why == TAG_MOVED:
+        s.events.tag_moved(str(target.image))
     if decision.action == Action.SKIP:
         done = Attempt(Outcome.UP_TO_DATE, 0.0, digest=target.image.digest)
         _complete(s, item, state, _result(item, done, None))
@@ -128,6 +135,51 @@ async def _process(s: Scheduler, item: Item) -> None:
     else:
         s.permanent.pop(key, None)
     _complete(s, item, state, result)
+
+
+async def _remote_digest(
+    s: Scheduler, item: Item, auth: RegistryAuth | None
+) -> str | PullResult | None:
+    """The tag's digest at the registry, when asking it can spare the runtime a pull.
+
+    None: not asked (no client, not present, pinned, another refresh mode, or the registry
+    cannot be asked: then the runtime pulls). A PullResult: the image's outcome is already
+    known (upstream lost a tag we hold: keep the image and say so).
+    """
+    image, registry = item.target.image, item.target.registry
+    observed = s.observed
+    if (
+        s.remote is None
+        or s.settings.refresh != Refresh.DIGEST
+        or image.pinned
+        or observed is None
+        or not observed.holds(image)
+        or registry in s.no_remote
+    ):
+        return None
+    try:
+        return await s.remote.digest(image, auth)
+    except RemoteError as exc:
+        failure = exc.failure
+        if exc.unreachable:
+            s.no_remote[registry] = failure.message
+            log.warning(
+                f"registry {registry} cannot be asked for digests ({failure.message}); its "
+                "images are refreshed through the runtime's own pull",
+                extra={"fields": {"event": "remote_fallback", "registry": registry}},
+            )
+            return None
+        if failure.reason == Reason.NOT_FOUND:
+            log.warning(
+                f"{image}: the registry no longer has this tag ({failure.message}); keeping "
+                "the local image",
+                extra={"fields": {"event": "upstream_gone", "image": str(image)}},
+            )
+            done = Attempt(Outcome.UP_TO_DATE, 0.0)
+            return _result(item, done, None)
+        if failure.reason == Reason.RATE_LIMITED:
+            _pause_registry(s, registry, failure)
+        return None
 
 
 def _progressed(s: Scheduler, state: ImageState, p: PullProgress) -> None:

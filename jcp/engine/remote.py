@@ -1,0 +1,33 @@
+"""What the engine asks of a registry: a tag's current digest, so that a present image whose
+tag has not moved costs one HEAD and no runtime call at all.
+
+A protocol, so that the engine never imports the registry client; the composition root plugs
+`jcp.registry` in. Registries that cannot be asked (air-gapped nodes pulling through a daemon
+mirror, a proxy, a HEAD refused) fall back to the runtime's own pull, said once per registry.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from jcp.model.credentials import RegistryAuth
+from jcp.model.errors import JcpError
+from jcp.model.failures import Failure
+from jcp.model.refs import ImageRef
+
+
+class RemoteError(JcpError):
+    """The registry did not tell the digest; `unreachable` means it could not be asked at all."""
+
+    def __init__(self, failure: Failure, *, unreachable: bool = False) -> None:
+        self.failure = failure
+        self.unreachable = unreachable
+        super().__init__(failure.message)
+
+
+class Remote(Protocol):
+    async def digest(self, image: ImageRef, auth: RegistryAuth | None) -> str:
+        """The digest the registry serves for IMAGE's tag now; raises RemoteError."""
+        ...
+
+    async def close(self) -> None: ...
