@@ -179,6 +179,13 @@ class DockerRuntime:
         except Exception as exc:
             raise RuntimeFailure(classify(exc)) from None
 
+    async def images_in_use(self) -> set[str]:
+        try:
+            containers = await self._docker.containers.list(all=True)
+        except Exception as exc:
+            raise RuntimeFailure(classify(exc)) from None
+        return {str(c["ImageID"]) for c in containers if c["ImageID"]}
+
     async def fs_usage(self) -> FsUsage | None:
         info = await self.info()
         return FsUsage(mountpoint=info.image_root, used_bytes=None)
