@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jcp.configdir import read_files
-from jcp.model.config import Config, ConfigError, build_config
+from jcp.model.config import Config, ConfigError, Problem, build_config
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ class ConfigSource:
             config = build_config(files, interval_flag=self.interval_flag, env=self.env)
         except ConfigError as exc:
             return self._rejected(exc)
+        except Exception as exc:
+            # The parsers raise only ConfigError; anything else is a bug in them, and still
+            # must not take the last good config (or the agent) down with it.
+            log.exception("BUG: the config parser raised instead of reporting a problem")
+            problem = Problem(files.image_file, f"cannot be parsed ({type(exc).__name__})")
+            return self._rejected(ConfigError([problem]))
         self.config = config
         self.generation += 1
         self.last_error = None

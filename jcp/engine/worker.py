@@ -84,7 +84,11 @@ async def _process(s: Scheduler, item: Item) -> None:
     state = s.states.setdefault(key, ImageState(target))
     try:
         auth, fingerprint = await _credentials(s, item)
-    except CredentialError as exc:
+    except Exception as exc:
+        if not isinstance(exc, CredentialError):  # a bug in the secret parser: never fatal
+            # No traceback: an exception's text may quote the secret's content.
+            log.error(f"BUG: the secret parser raised {type(exc).__name__} instead of a problem")
+            exc = CredentialError(item.target.entry.secret, item.target.registry, "invalid secret")
         bad = _result(item, Attempt(Outcome.FAILED, 0.0), Failure(Reason.CREDENTIALS, str(exc)))
         s.permanent[key] = (repr(key), bad)
         _complete(s, item, state, bad)
