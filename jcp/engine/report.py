@@ -18,9 +18,12 @@ from jcp.model.results import Outcome, PullResult
 log = logging.getLogger("jcp.engine")
 
 
-def pull_started(target: Target, attempt: int, *, why: str) -> None:
+def pull_started(target: Target, attempt: int, *, present: bool, why: str) -> None:
+    """A refresh of a present image is at debug level: at 1000 images, a steady sweep through
+    the runtime (`--refresh pull`, or a registry that cannot be asked) must stay quiet."""
     again = f" (attempt {attempt})" if attempt > 1 else ""
-    log.info(
+    log.log(
+        logging.DEBUG if present and attempt == 1 else logging.INFO,
         f"Pulling {target.image} from {target.registry}{again}",
         extra={
             "fields": {

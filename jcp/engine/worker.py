@@ -111,7 +111,8 @@ async def _process(s: Scheduler, item: Item) -> None:
     state.status = "pulling"
     state.next_retry = None
     state.progress = None
-    report.pull_started(target, item.attempt, why=decision.why)
+    present = s.observed is not None and s.observed.holds(target.image)
+    report.pull_started(target, item.attempt, present=present, why=decision.why)
     info = s.info
     assert s.node_arch is not None
     done = await attempt(
