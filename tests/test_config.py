@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from jcp.config import ConfigError, Problem, load_config
 from devstack.kubelet import write_volume
+from jcp.configdir import load_config
+from jcp.model.config import ConfigError, Problem
 
 ORIGINAL_EXAMPLE = [
     {

@@ -8,9 +8,11 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from jcp.credentials import CredentialError, RegistryAuth, parse_docker_config, resolve
 from devstack.images import RegistryClient, push_synthetic
 from devstack.stack import AUTH_USER, Stack, write_docker_secret
+from jcp.model.credentials import CredentialError, RegistryAuth, parse_docker_config
+from jcp.runtime.docker import auth_header
+from jcp.secrets import resolve
 from tests.conftest import image_present
 
 PASSWORD = "s3cr3t-Value-42"
@@ -48,7 +50,7 @@ def test_unpadded_base64() -> None:
 
 def test_identity_token() -> None:
     auth = parse_docker_config(cfg({"q.io": {"identitytoken": "tok"}}), "s", "q.io")
-    assert auth.header_payload() == {"identitytoken": "tok", "serveraddress": "q.io"}
+    assert auth_header(auth) == {"identitytoken": "tok", "serveraddress": "q.io"}
 
 
 @pytest.mark.parametrize("key", ["https://index.docker.io/v1/", "index.docker.io", "docker.io"])
@@ -117,7 +119,7 @@ async def test_private_pull_through_real_daemon(
     with pytest.raises(aiodocker.DockerError):
         await docker.images.pull(pushed.reference)  # no credentials: the registry says no
     auth, _ = await resolve(docker_root, "jarvice-docker", host)
-    await docker.images.pull(pushed.reference, auth=auth.header_payload())
+    await docker.images.pull(pushed.reference, auth=auth_header(auth))
     assert await image_present(docker, pushed.reference)
 
 
@@ -133,6 +135,6 @@ async def test_wrong_password_is_refused_by_the_registry(
     write_docker_secret(tmp_path, "bad", host, AUTH_USER, "wrong-password")
     auth, _ = await resolve(tmp_path, "bad", host)
     with pytest.raises(aiodocker.DockerError) as info:
-        await docker.images.pull(pushed.reference, auth=auth.header_payload())
+        await docker.images.pull(pushed.reference, auth=auth_header(auth))
     assert "unauthorized" in str(info.value).lower(), str(info.value)
     assert not await image_present(docker, pushed.reference)

@@ -20,11 +20,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from jcp.cli import _build_parser
-from jcp.config import load_config
 from devstack.images import RegistryClient, push_synthetic
 from devstack.kubelet import write_volume
 from devstack.stack import AUTH_USER, Stack
+from jcp.cli import _build_parser
+from jcp.configdir import load_config
 from tests.conftest import image_present
 
 ROOT = Path(__file__).resolve().parent.parent
