@@ -44,7 +44,7 @@ class Layer:
 def make_layer(size: int, seed: int | None = None, name: str = "data") -> Layer:
     """A gzip'd tar of one file of SIZE random bytes; SEED makes it reproducible (shared bases)."""
     # Test content, not key material: a seeded generator makes shared base layers repeatable.
-    content = random.Random(seed).randbytes(size) if seed is not None else os.urandom(size)  # noqa: S311
+    content = random.Random(seed).randbytes(size) if seed is not None else os.urandom(size)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         info = tarfile.TarInfo(f"{name}-{hashlib.sha256(content[:64]).hexdigest()[:12]}")

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from jcp.model.arch import canonical_arch
 from jcp.configdir import load_config
+from jcp.model.arch import canonical_arch
 from jcp.model.config import ConfigError
 
 EXIT_OK = 0

@@ -15,9 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jcp.model.errors import JcpError
 from jcp.model.arch import SUPPORTED, canonical_arch
-from jcp.model.refs import DOCKER_HUB, ImageRef, InvalidReferenceError, normalise_host, parse_reference
+from jcp.model.errors import JcpError
+from jcp.model.refs import (
+    DOCKER_HUB,
+    ImageRef,
+    InvalidReferenceError,
+    normalise_host,
+    parse_reference,
+)
 
 IMAGE_FILES = ("image.config", "image.json")
 INTERVAL_FILE = "interval"
