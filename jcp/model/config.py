@@ -7,14 +7,15 @@ keep the last good config and the operator sees all the mistakes at once.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from jcp.model import jsonsafe
 from jcp.model.arch import SUPPORTED, canonical_arch
 from jcp.model.errors import JcpError
 from jcp.model.refs import (
@@ -29,12 +30,20 @@ IMAGE_FILES = ("image.config", "image.json")
 INTERVAL_FILE = "interval"
 INTERVAL_ENV = "PULL_INTERVAL"
 DEFAULT_INTERVAL = 300.0
+# Below a second a sweep becomes a busy loop; beyond a week nobody means it.
+MIN_INTERVAL = 1.0
+MAX_INTERVAL = 7 * 24 * 3600.0
+# A hostile 1 MiB file could otherwise yield half a million problems (and log lines).
+MAX_PROBLEMS = 100
 DEFAULT_SECRET = "jarvice-docker"  # noqa: S105 - a secret name, not a value
 KNOWN_KEYS = frozenset({"ref", "registry", "private", "config", "arch"})
 # Kubernetes Secret names are DNS-1123 subdomains; this also keeps `config` from naming a path
 # outside the docker config root.
 _SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?$")
+# What float() accepts beyond this (signs, exponents, nan, inf, '_', non-ASCII digits) is refused.
+_SECONDS_RE = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_SECONDS_MAX_CHARS = 24
 
 Severity = Literal["error", "warning"]
 
@@ -55,10 +64,55 @@ class Problem:
         if self.index is not None:
             where += f": entry {self.index}"
             if self.ref:
-                where += f" ({self.ref})"
+                where += f" ({_safe(self.ref)})"
         if self.key is not None:
-            where += f": key '{self.key}'"
+            where += f": key '{_safe(self.key)}'"
         return f"{self.severity}: {where}: {self.message}"
+
+
+def _safe(text: str) -> str:
+    """TEXT from a config as it can be shown: short, and no control characters for a terminal."""
+    return text if len(text) <= 60 and text.isprintable() else jsonsafe.shown(text, 60)
+
+
+def _quote(text: str) -> str:
+    return repr(text) if len(text) <= 60 and text.isprintable() else jsonsafe.shown(text, 60)
+
+
+class _Problems(list[Problem]):
+    """Keeps the first MAX_PROBLEMS; counts the rest, and says how many were left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.more = 0
+        self.more_errors = 0
+
+    def append(self, problem: Problem) -> None:
+        if len(self) < MAX_PROBLEMS:
+            super().append(problem)
+            return
+        self.more += 1
+        self.more_errors += problem.severity == "error"
+
+    def result(self, file: str) -> list[Problem]:
+        if not self.more:
+            return list(self)
+        summary = Problem(
+            file,
+            f"{self.more} more problem(s) not shown ({self.more_errors} error(s)); "
+            "fix the ones above first",
+            severity="error" if self.more_errors else "warning",
+        )
+        return [*self, summary]
+
+
+class IntervalError(JcpError, ValueError):
+    """A number of seconds that is not plain or is out of bounds; names where it came from."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
 
 
 class ConfigError(JcpError):
@@ -201,7 +255,7 @@ class _EntryParser:
         if registry_raw is not None:
             registry = normalise_host(registry_raw)
             if not _HOST_RE.match(registry):
-                self.error("registry", f"{registry_raw!r} is not a registry host[:port]")
+                self.error("registry", f"{_quote(registry_raw)} is not a registry host[:port]")
                 registry = None
         private = obj.get("private", False)
         if not isinstance(private, bool):
@@ -211,7 +265,7 @@ class _EntryParser:
         if secret is not None and not _SECRET_NAME_RE.match(secret):
             self.error(
                 "config",
-                f"{secret!r} is not a Kubernetes secret name "
+                f"{_quote(secret)} is not a Kubernetes secret name "
                 "(lowercase letters, digits, '-' and '.')",
             )
             secret = None
@@ -231,7 +285,8 @@ class _EntryParser:
         try:
             image = parse_reference(text, default_registry=registry)
         except InvalidReferenceError as exc:
-            self.error(key, f"malformed image reference: {exc}")
+            why = str(exc) if len(str(exc)) <= 300 else str(exc)[:300] + "..."
+            self.error(key, f"malformed image reference: {why}")
             return None
         if private and image.registry != registry:
             self.warn(
@@ -264,7 +319,7 @@ class _EntryParser:
                 self.warn(key, f"unknown architecture (known: {', '.join(SUPPORTED)}); ignored")
                 continue
             if arch != name:
-                self.warn(key, f"architecture {name!r} is read as {arch!r}")
+                self.warn(key, f"architecture {_quote(name)} is read as {arch!r}")
             if arch in seen:
                 self.error(key, f"architecture {arch!r} is given twice")
                 ok = False
@@ -282,16 +337,32 @@ class _EntryParser:
         return tuple(sorted(result.items())) if ok else None
 
 
-def parse_interval(text: str, source: str) -> float:
-    """Seconds between sweeps; a positive finite number. Raises ValueError naming the source."""
-    raw = text.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{source}: expected a positive number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{source}: expected a positive number of seconds, got {raw!r}")
+def parse_interval(
+    text: str, source: str, *, minimum: float = MIN_INTERVAL, maximum: float = MAX_INTERVAL
+) -> float:
+    """Seconds written as a plain ASCII decimal (`300`, `2.5`), from MINIMUM to MAXIMUM.
+
+    float() alone would take `1e-300` (a busy loop), `nan`, `-5`, `1_0` and non-ASCII digits.
+    Raises IntervalError (a ValueError) naming SOURCE and the bounds.
+    """
+    raw = text.strip(" \t\r\n")
+    bounds = f"{minimum:g} to {maximum:g} seconds{_days(maximum)}"
+    if len(raw) > _SECONDS_MAX_CHARS or not _SECONDS_RE.fullmatch(raw):
+        got = "nothing" if not raw else jsonsafe.shown(raw, 20)
+        if len(raw) > 20:
+            got += f" ({len(raw)} characters)"
+        raise IntervalError(
+            source,
+            f"expected a plain number of seconds such as 300 or 2.5, from {bounds}; got {got}",
+        )
+    value = float(raw)
+    if not minimum <= value <= maximum:
+        raise IntervalError(source, f"{raw} seconds is out of range: expected {bounds}")
     return value
+
+
+def _days(seconds: float) -> str:
+    return f" ({seconds / 86400:g} days)" if seconds >= 2 * 86400 else ""
 
 
 def _check_duplicates(file: str, entries: list[ImageEntry], problems: list[Problem]) -> None:
@@ -307,7 +378,9 @@ def _check_duplicates(file: str, entries: list[ImageEntry], problems: list[Probl
             if len(group) < 2 or (image, indices) in reported:
                 continue
             reported.add((image, indices))
-            listed = ", ".join(str(i) for i in indices)
+            listed = ", ".join(str(i) for i in indices[:10])
+            if len(indices) > 10:
+                listed += f", ... ({len(indices)} in all)"
             conflicting = {(e.private, e.secret) for e in group if e.private}
             if len(conflicting) > 1 or (conflicting and any(not e.private for e in group)):
                 problems.append(
@@ -330,19 +403,17 @@ def _check_duplicates(file: str, entries: list[ImageEntry], problems: list[Probl
 
 def parse_images(text: str, file: str) -> tuple[list[ImageEntry], list[Problem]]:
     """Parse the text of an image file; returns entries and all problems (errors and warnings)."""
-    problems: list[Problem] = []
+    problems = _Problems()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        problems.append(
-            Problem(file, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
-        )
-        return [], problems
+        data = jsonsafe.loads(text)
+    except jsonsafe.JsonError as exc:
+        problems.append(Problem(file, str(exc)))
+        return [], problems.result(file)
     if not isinstance(data, list):
         problems.append(
             Problem(file, f"expected a JSON list of image objects, got {_type_name(data)}")
         )
-        return [], problems
+        return [], problems.result(file)
     if not data:
         problems.append(Problem(file, "no images configured", severity="warning"))
     entries: list[ImageEntry] = []
@@ -351,7 +422,7 @@ def parse_images(text: str, file: str) -> tuple[list[ImageEntry], list[Problem]]
         if entry is not None:
             entries.append(entry)
     _check_duplicates(file, entries, problems)
-    return entries, problems
+    return entries, problems.result(file)
 
 
 @dataclass(frozen=True)
@@ -362,6 +433,24 @@ class ConfigFiles:
     image_text: str
     interval_file: str | None
     interval_text: str | None
+
+
+def decode_files(
+    image_file: str, image_data: bytes, interval_file: str | None, interval_data: bytes | None
+) -> ConfigFiles:
+    """The files' text: the image file strictly UTF-8 (a BOM allowed), else ConfigError.
+
+    The interval is decoded leniently: parse_interval says what is wrong with it, and whether
+    that is an error depends on --interval (see build_config).
+    """
+    try:
+        image_text = jsonsafe.decode(image_data)
+    except jsonsafe.JsonError as exc:
+        raise ConfigError([Problem(image_file, str(exc))]) from None
+    interval_text = None
+    if interval_data is not None:
+        interval_text = interval_data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "replace")
+    return ConfigFiles(image_file, image_text, interval_file, interval_text)
 
 
 def build_config(
@@ -381,11 +470,11 @@ def build_config(
     if files.interval_text is not None and files.interval_file is not None:
         try:
             file_interval = parse_interval(files.interval_text, files.interval_file)
-        except ValueError as exc:
+        except IntervalError as exc:
             problems.append(
                 Problem(
                     files.interval_file,
-                    str(exc).split(": ", 1)[1],
+                    exc.reason,
                     severity="warning" if interval_flag is not None else "error",
                 )
             )
@@ -397,8 +486,8 @@ def build_config(
         try:
             interval = parse_interval(env[INTERVAL_ENV], f"env {INTERVAL_ENV}")
             source = f"env {INTERVAL_ENV}"
-        except ValueError as exc:
-            problems.append(Problem(f"env {INTERVAL_ENV}", str(exc).split(": ", 1)[1]))
+        except IntervalError as exc:
+            problems.append(Problem(exc.source, exc.reason))
     if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)
     digest = hashlib.sha256(json.dumps([files.image_text, interval]).encode("utf-8")).hexdigest()

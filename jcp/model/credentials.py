@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from jcp.model import jsonsafe
 from jcp.model.errors import JcpError
 from jcp.model.refs import normalise_host
 
@@ -22,16 +22,23 @@ DEFAULT_ROOT = Path("/root/.docker")
 # `config.json` is what a volume with `items: [{key: .dockerconfigjson, path: config.json}]`
 # holds; `.dockerconfigjson` is what a plain secret volume holds.
 SECRET_FILES = ("config.json", ".dockerconfigjson")
+# Only keys that look like registry hosts are named in an error (no value ever is).
+_HOST_LIKE = re.compile(r"[a-z0-9][a-z0-9.-]{0,99}(:[0-9]{1,5})?")
 
 
 class CredentialError(JcpError):
-    """No usable credentials for one image; names the secret and host, never a value."""
+    """No usable credentials for one image; names the secret and host, never a value.
 
-    def __init__(self, secret: str, host: str, reason: str) -> None:
+    INVALID: the secret's content is at fault (not its absence or a read error).
+    """
+
+    def __init__(self, secret: str, host: str, reason: str, *, invalid: bool = False) -> None:
         self.secret = secret
         self.host = host
         self.reason = reason
-        super().__init__(f"secret '{secret}' for registry {host}: {reason}")
+        self.invalid = invalid
+        verb = " is invalid" if invalid else ""
+        super().__init__(f"secret '{secret}' for registry {host}{verb}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -66,36 +73,30 @@ def _decode_auth(value: str) -> tuple[str, str]:
 
 
 def parse_docker_config(data: bytes, secret: str, host: str) -> RegistryAuth:
-    """Credentials for HOST from the bytes of a docker config; raises CredentialError."""
+    """Credentials for HOST from the bytes of a docker config; raises only CredentialError."""
+
+    def invalid(reason: str) -> CredentialError:
+        return CredentialError(secret, host, reason, invalid=True)
+
     try:
-        doc: Any = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CredentialError(secret, host, "file is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise CredentialError(
-            secret, host, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        doc = jsonsafe.loads(data)
+    except jsonsafe.JsonError as exc:
+        raise invalid(exc.redacted()) from None
     if not isinstance(doc, dict):
-        raise CredentialError(secret, host, "expected a JSON object with an 'auths' object")
+        raise invalid("expected a JSON object with an 'auths' object")
     auths = doc.get("auths")
     if auths is None and doc and all(isinstance(v, dict) and "auth" in v for v in doc.values()):
         auths = doc  # legacy `.dockercfg` layout: hosts at the top level
     if not isinstance(auths, dict):
-        helper = doc.get("credsStore") or doc.get("credHelpers")
-        if helper:
-            raise CredentialError(
-                secret, host, "uses a credential helper, which jcp cannot run; put 'auths' in it"
-            )
-        raise CredentialError(secret, host, "no 'auths' object")
-    matches = [v for k, v in auths.items() if normalise_host(str(k)) == host]
+        if doc.get("credsStore") or doc.get("credHelpers"):
+            raise invalid("uses a credential helper, which jcp cannot run; put 'auths' in it")
+        raise invalid("no 'auths' object")
+    matches = [v for k, v in auths.items() if normalise_host(k) == host]
     if not matches:
-        known = sorted({normalise_host(str(k)) for k in auths})
-        raise CredentialError(
-            secret, host, f"no entry for this host (it has: {', '.join(known) or 'none'})"
-        )
+        raise invalid(f"no entry for this host (it has: {_hosts(auths)})")
     entry = matches[0]
     if not isinstance(entry, dict):
-        raise CredentialError(secret, host, "the host's entry is not an object")
+        raise invalid("the host's entry is not an object")
     token = entry.get("identitytoken")
     if isinstance(token, str) and token:
         return RegistryAuth(host=host, identitytoken=token)
@@ -107,8 +108,18 @@ def parse_docker_config(data: bytes, secret: str, host: str) -> RegistryAuth:
         try:
             user, password = _decode_auth(auth)
         except ValueError as exc:
-            raise CredentialError(secret, host, str(exc)) from None
+            raise invalid(str(exc)) from None
         return RegistryAuth(host=host, username=user, password=password)
-    raise CredentialError(
-        secret, host, "the host's entry has none of 'auth', 'username'/'password', 'identitytoken'"
-    )
+    raise invalid("the host's entry has none of 'auth', 'username'/'password', 'identitytoken'")
+
+
+def _hosts(auths: dict[str, jsonsafe.JsonValue]) -> str:
+    """The hosts a secret has, to spot a typo; keys that do not look like hosts are counted."""
+    hosts = sorted({h for h in map(normalise_host, auths) if _HOST_LIKE.fullmatch(h)})
+    others = len(auths) - sum(1 for k in auths if _HOST_LIKE.fullmatch(normalise_host(k)))
+    text = ", ".join(hosts[:10]) or "none"
+    if len(hosts) > 10:
+        text += f", ... ({len(hosts)} hosts)"
+    if others:
+        text += f"; {others} other key(s)"
+    return text
