@@ -1,7 +1,9 @@
-"""The benchmark's moving parts: a fresh stack, synthetic image sets, contenders, measurements.
+"""The benchmark's moving parts: a fresh stack, one measured run, and the helpers around it.
 
-Every contender runs against the same daemon and the same images, after the images were
-removed, so that each figure is a ratio measured in one run on one machine.
+Every contender runs against the same daemon, registry and images, in turn, so that each
+figure is a ratio measured in one run on one machine. A run is measured from outside: wall
+time, the CPU of the contender's processes, of the runtime daemon and of the registry, the
+requests the registry logged, and (Docker) the pulls the daemon's own event stream reported.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.images import RegistryClient, make_layer, push_synthetic
+from bench.registry_log import LoggedRegistry, RequestCounter
+from devstack.images import RegistryClient
 from devstack.kubelet import write_volume
 from devstack.proxy import ThrottleProxy
 from devstack.stack import Stack
@@ -52,15 +56,52 @@ class Stats:
         }
 
 
+@dataclass(frozen=True)
+class Run:
+    """One contender's run, measured from outside."""
+
+    wall: float
+    cpu: float
+    """user + system seconds of the contender's own processes (waited-for children)."""
+    runtime_cpu: float
+    """CPU seconds the runtime daemon (dockerd or containerd) spent meanwhile."""
+    registry_cpu: float
+    requests: Counter[str] = field(default_factory=Counter)
+    """Requests by kind, as the registry logged them."""
+    agents: Counter[str] = field(default_factory=Counter)
+    """Requests by user agent's product (docker, containerd, jcp, ...)."""
+    runtime_pulls: int | None = None
+    """Pulls the Docker daemon's event stream reported; None where it was not asked."""
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    """RSS now and peak (bytes), and CPU seconds so far, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+    return {"rss": rss, "peak_rss": hwm, "cpu": cpu_seconds(pid)}
+
+
 class Harness:
     def __init__(self, root: Path | None = None, daemon_args: tuple[str, ...] = ()) -> None:
         self.root = root or Path(tempfile.mkdtemp(prefix="jcp-bench-"))
         self.stack = Stack(self.root / "stack")
+        # The devstack registry runs without an access log; the bench counts requests in it.
+        self.registry = LoggedRegistry(self.root / "stack" / "registry-open")
+        self.stack.open_registry = self.registry
         self.stack.dockerd.extra_args = daemon_args
+        self.counter = RequestCounter(self.registry)
         self.client: RegistryClient | None = None
         self.proxies: list[ThrottleProxy] = []
         self.env = {**os.environ, "DOCKER_HOST": ""}
-        self.last_daemon_cpu = 0.0
+        self.cleanups: list[Any] = []
 
     def __enter__(self) -> Harness:  # noqa: PYI034 - a final class; Self adds nothing here
         progress(f"starting dockerd and registries in {self.root}")
@@ -70,6 +111,8 @@ class Harness:
         return self
 
     def __exit__(self, *_: object) -> None:
+        for cleanup in reversed(self.cleanups):
+            cleanup()
         for p in self.proxies:
             p.stop()
         if self.client is not None:
@@ -77,54 +120,13 @@ class Harness:
         self.stack.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    # -- images -------------------------------------------------------------------------------
-
-    def push_set(
-        self, name: str, count: int, *, layers: int, layer_size: int, base_size: int
-    ) -> list[str]:
-        """COUNT images of LAYERS unique layers each on one shared base layer."""
-        assert self.client is not None
-        base = make_layer(base_size, seed=hash(name) & 0xFFFF, name="base")
-        return [
-            push_synthetic(
-                self.client,
-                f"bench/{name}-{i}",
-                "1",
-                layers=layers,
-                layer_size=layer_size,
-                base=base,
-            ).reference
-            for i in range(count)
-        ]
-
-    def push_tags(self, name: str, count: int, distinct: int = 20) -> list[str]:
-        """COUNT references over DISTINCT small images: many tags, few manifests (scale tests)."""
-        assert self.client is not None
-        refs = []
-        for i in range(distinct):
-            pushed = push_synthetic(
-                self.client, f"bench/{name}-{i}", "t0", layers=1, layer_size=4096
-            )
-            manifest = self.client._request(  # noqa: SLF001 - re-tagging needs the raw manifest
-                "GET",
-                f"/v2/bench/{name}-{i}/manifests/t0",
-                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-            )[2]
-            refs.append(pushed.reference)
-            for t in range(1, (count + distinct - 1) // distinct):
-                if len(refs) >= count:
-                    break
-                self.client.put_manifest(
-                    f"bench/{name}-{i}",
-                    f"t{t}",
-                    json.loads(manifest),
-                    "application/vnd.docker.distribution.manifest.v2+json",
-                )
-                refs.append(f"{self.client.host}/bench/{name}-{i}:t{t}")
-        return refs[:count]
+    @property
+    def dockerd_pid(self) -> int | None:
+        proc = self.stack.dockerd.proc
+        return proc.pid if proc is not None else None
 
     def proxy(self, *, latency: float, rate: float) -> ThrottleProxy:
-        p = ThrottleProxy(self.stack.open_registry.host, latency=latency, rate=rate).start()
+        p = ThrottleProxy(self.registry.host, latency=latency, rate=rate).start()
         self.proxies.append(p)
         return p
 
@@ -149,70 +151,64 @@ class Harness:
         write_volume(d, {"image.config": json.dumps(entries), "interval": interval})
         return d
 
-    # -- contenders ----------------------------------------------------------------------------
+    # -- jcp ------------------------------------------------------------------------------------
 
-    def daemon_cpu(self) -> float:
-        proc = self.stack.dockerd.proc
-        return proc_stats(proc.pid)["cpu"] if proc is not None else 0.0
+    def jcp_validate(self, config: Path) -> list[str]:
+        return [sys.executable, "-m", "jcp", "validate", str(config)]
 
-    def _timed(self, cmd: list[str], *, stdin: str | None = None) -> tuple[float, float]:
-        """Wall seconds and the child's CPU seconds (user + system); the daemon's CPU seconds
-        for the same run are left in `last_daemon_cpu`."""
+    def start_run(self, config: Path, log: Path) -> subprocess.Popen[bytes]:
+        """`jcp run` with its defaults, JSON logs to LOG, no HTTP server, no start jitter."""
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "jcp", "run", "--config-dir", str(config),
+                 "--docker-config-root", str(self.root / "no-secrets"), "--http-addr", "",
+                 "--start-jitter", "0", "--log-format", "json"],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    # -- one measured run ---------------------------------------------------------------------
+
+    def docker_pulls(self, since: float, until: float) -> int:
+        """Pull events the daemon reported in [SINCE, UNTIL]: one per pull call, even when the
+        image was up to date, so a refresh that never calls the runtime shows 0."""
+        out = subprocess.run(
+            ["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+             "--filter", "type=image", "--filter", "event=pull", "--format", "{{.Action}}"],
+            env=self.env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return len(out.stdout.split())
+
+    def measure(
+        self,
+        cmd: list[str],
+        *,
+        stdin: str | None = None,
+        runtime_pid: int | None = None,
+        docker_events: bool = True,
+    ) -> Run:
+        """Run CMD to completion; it must exit 0."""
+        runtime_pid = runtime_pid if runtime_pid is not None else self.dockerd_pid
+        registry_pid = self.registry.proc.pid if self.registry.proc is not None else None
+        self.counter.mark()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        daemon_before = self.daemon_cpu()
+        runtime_before = cpu_seconds(runtime_pid)
+        registry_before = cpu_seconds(registry_pid)
+        since = time.time()
         t0 = time.perf_counter()
         out = subprocess.run(
             cmd, env=self.env, input=stdin, capture_output=True, text=True, check=False
         )
         wall = time.perf_counter() - t0
-        self.last_daemon_cpu = self.daemon_cpu() - daemon_before
+        until = time.time()
+        runtime_cpu = cpu_seconds(runtime_pid) - runtime_before
+        registry_cpu = cpu_seconds(registry_pid) - registry_before
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
-            raise RuntimeError(f"{cmd[:3]} failed ({out.returncode}): {out.stderr[-1500:]}")
+            raise RuntimeError(f"{cmd[:4]} failed ({out.returncode}): {out.stderr[-1500:]}")
+        requests, agents = self.counter.take()
+        pulls = self.docker_pulls(since, until) if docker_events else None
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return wall, cpu
-
-    def serial_cli(self, refs: list[str]) -> tuple[float, float]:
-        script = 'while read -r r; do docker pull -q "$r" >/dev/null || exit 1; done'
-        return self._timed(["sh", "-c", script], stdin="\n".join(refs) + "\n")
-
-    def parallel_cli(self, refs: list[str], concurrency: int) -> tuple[float, float]:
-        return self._timed(
-            ["sh", "-c", f"xargs -P {concurrency} -n 1 docker pull -q >/dev/null"],
-            stdin="\n".join(refs) + "\n",
-        )
-
-    def _jcp(self, command: str, config: Path, concurrency: int) -> list[str]:
-        return [
-            sys.executable, "-m", "jcp", command, "--config-dir", str(config),
-            "--docker-config-root", str(self.root / "no-secrets"),
-            "--concurrency", str(concurrency),
-        ]  # fmt: skip
-
-    def jcp_once(self, config: Path, concurrency: int) -> tuple[float, float]:
-        return self._timed([*self._jcp("once", config, concurrency), "--progress", "never"])
-
-    def jcp_validate(self, config: Path) -> tuple[float, float]:
-        return self._timed([sys.executable, "-m", "jcp", "validate", str(config)])
-
-    # -- jcp run ---------------------------------------------------------------------------------
-
-    def start_run(self, config: Path, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                [
-                    *self._jcp("run", config, concurrency),
-                    "--http-addr",
-                    "",
-                    "--start-jitter",
-                    "0",
-                    "--log-format",
-                    "json",
-                ],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        return Run(wall, cpu, runtime_cpu, registry_cpu, requests, agents, pulls)
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
@@ -252,14 +248,3 @@ def event_time(event: dict[str, Any]) -> float:
     assert m is not None
     base = time.mktime(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) - time.timezone
     return base + int(m.group(2)) / 1000
-
-
-def proc_stats(pid: int) -> dict[str, float]:
-    """RSS now and peak (bytes), and CPU seconds so far, from /proc."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    return {"rss": rss, "peak_rss": hwm, "cpu": cpu}

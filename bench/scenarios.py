@@ -1,134 +1,158 @@
-"""The benchmark's scenarios; each returns a JSON-ready dict of figures."""
+"""The Docker scenarios; each returns a JSON-ready dict of figures (ratios computed here)."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import (
-    Harness,
-    MiB,
-    Stats,
-    event_time,
-    proc_stats,
-    progress,
-    wait_event,
-)
+from bench import sets
+from bench.contenders import Contender, compare, jcp, median, ratio, serial_cli, xargs
+from bench.harness import Harness, Stats, event_time, proc_stats, progress, wait_event
+from bench.sizes import Sizes
+from bench.textlayers import floor
 from devstack.images import push_synthetic
 from devstack.kubelet import write_volume
 
 
-@dataclass(frozen=True)
-class Sizes:
-    images: int = 40
-    layers: int = 3
-    layer_size: int = 1 * MiB
-    base_size: int = 4 * MiB
-    steady_large: int = 200
-    repeats: int = 3
-    concurrency: int = 8
-    latency: float = 0.025
-    rate: float = 100e6
-    reload_repeats: int = 10
-    idle_window: float = 30.0
-    scale: tuple[int, ...] = (10, 100, 1000, 5000)
+def _client(h: Harness) -> Any:
+    assert h.client is not None
+    return h.client
 
 
-QUICK = Sizes(
-    images=6,
-    layers=2,
-    layer_size=64 * 1024,
-    base_size=256 * 1024,
-    steady_large=12,
-    repeats=1,
-    reload_repeats=2,
-    idle_window=1.0,
-    scale=(10, 50),
-)
+def _best(result: dict[str, Any], names: list[str]) -> tuple[str, float]:
+    timed = [(n, t) for n in names if (t := median(result, n)) is not None]
+    return min(timed, key=lambda nt: nt[1])
 
 
-def _contenders(h: Harness, refs: list[str], name: str, sz: Sizes, *, cold: bool) -> dict[str, Any]:
-    """serial CLI, parallel CLI and jcp on REFS, each SZ.repeats times."""
-    config = h.config_dir(name, refs)
-    runs: dict[str, list[float]] = {"serial_cli": [], "parallel_cli": [], "jcp": []}
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
-    daemon: dict[str, list[float]] = {k: [] for k in runs}
-    actions: dict[str, Callable[[], tuple[float, float]]] = {
-        "serial_cli": lambda: h.serial_cli(refs),
-        "parallel_cli": lambda: h.parallel_cli(refs, sz.concurrency),
-        "jcp": lambda: h.jcp_once(config, sz.concurrency),
-    }
-    if not cold:
-        h.jcp_once(config, sz.concurrency)  # make every image present once
-    for rep in range(sz.repeats):
-        for contender, action in actions.items():
-            if cold:
-                h.remove(refs)
-            wall, used = action()
-            runs[contender].append(wall)
-            cpu[contender].append(used)
-            daemon[contender].append(h.last_daemon_cpu)
-            progress(f"{name}: {contender} run {rep + 1}/{sz.repeats}: {wall:.2f}s")
-    stats = {k: Stats.of(v) for k, v in runs.items()}
-    return {
-        "images": len(refs),
-        "seconds": {k: s.json() for k, s in stats.items()},
-        "cpu_seconds": {k: Stats.of(v).json() for k, v in cpu.items()},
-        "dockerd_cpu_seconds": {k: Stats.of(v).json() for k, v in daemon.items()},
-        "jcp_vs_serial": round(stats["jcp"].median / stats["serial_cli"].median, 3),
-        "jcp_vs_parallel": round(stats["jcp"].median / stats["parallel_cli"].median, 3),
-    }
+def _cold_ratios(result: dict[str, Any], sz: Sizes) -> None:
+    best, seconds = _best(result, [f"xargs -P {p}" for p in sz.parallel])
+    result["best_xargs"] = best
+    jcp_s = median(result, "jcp")
+    result["jcp_vs_best_xargs"] = round(jcp_s / seconds, 3) if jcp_s else None
+    result["jcp_vs_serial"] = ratio(result, "jcp", "serial")
 
 
-def cold_warm_up(h: Harness, sz: Sizes) -> dict[str, Any]:
-    refs = h.push_set(
-        "cold", sz.images, layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size
-    )
-    return _contenders(h, refs, "cold", sz, cold=True)
-
-
-def slow_link(h: Harness, sz: Sizes) -> dict[str, Any]:
-    refs = h.push_set(
-        "slow", sz.images, layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size
-    )
+def steady(h: Harness, sz: Sizes) -> dict[str, Any]:
+    """Present images, refreshed: serial and parallel `docker pull` loops against jcp with
+    `--refresh pull` (the runtime is asked) and `--refresh digest` (one HEAD per image)."""
+    refs = sets.push_steady(_client(h), "steady", max(sz.steady), sz.steady_repos)
     proxy = h.proxy(latency=sz.latency, rate=sz.rate)
-    result = _contenders(h, h.via(refs, proxy), "slow-link", sz, cold=True)
-    result["link"] = {"latency_ms": sz.latency * 1000, "rate_MBps": sz.rate / 1e6}
-    return result
+    out: dict[str, Any] = {"link": {"latency_ms": sz.latency * 1000, "rate_MBps": sz.rate / 1e6}}
+    for link, link_refs in (("loopback", refs), ("slow_link", h.via(refs, proxy))):
+        progress(f"steady {link}: making {len(link_refs)} references present")
+        _present(h, link_refs)
+        out[link] = {}
+        for n in sz.steady:
+            contenders = [
+                serial_cli(),
+                xargs(8),
+                jcp(h, "jcp pull", refresh="pull"),
+                jcp(h, "jcp digest", refresh="digest"),
+            ]
+            r = compare(
+                h, f"steady {link} {n}", link_refs[:n], contenders,
+                repeats=sz.repeats, long_run=sz.long_run,
+            )  # fmt: skip
+            for name in ("jcp pull", "jcp digest", "xargs -P 8"):
+                r[f"{name} vs serial"] = ratio(r, name, "serial")
+            r["jcp digest vs xargs -P 8"] = ratio(r, "jcp digest", "xargs -P 8")
+            out[link][str(n)] = r
+        h.remove(link_refs)
+    return out
 
 
-def steady_state(h: Harness, sz: Sizes) -> dict[str, Any]:
-    small = h.push_set("steady", sz.images, layers=1, layer_size=64 * 1024, base_size=64 * 1024)
-    large = small + h.push_set(
-        "steady-more",
-        sz.steady_large - sz.images,
-        layers=1,
-        layer_size=16 * 1024,
-        base_size=16 * 1024,
-    )
-    return {
-        str(len(small)): _contenders(h, small, "steady-small", sz, cold=False),
-        str(len(large)): _contenders(h, large, "steady-large", sz, cold=False),
+def _present(h: Harness, refs: list[str]) -> None:
+    """Pull REFS once (not measured): the steady scenarios start from a warm cache."""
+    cmd, stdin = xargs(8).command(refs, h.root)
+    h.measure(cmd, stdin=stdin, docker_events=False)
+
+
+def _cold_contenders(h: Harness, sz: Sizes, *, serial: bool) -> list[Contender]:
+    return [
+        *([serial_cli()] if serial else []),
+        *(xargs(p) for p in sz.parallel),
+        jcp(h, "jcp"),
+    ]
+
+
+def cold_small(h: Harness, sz: Sizes) -> dict[str, Any]:
+    """Absent images: the serial loop, `xargs -P` at each level, and jcp as shipped."""
+    refs = sets.push_small(
+        _client(h), "cold", sz.small_images,
+        layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size,
+    )  # fmt: skip
+    r = compare(
+        h, "cold small", refs, _cold_contenders(h, sz, serial=True),
+        repeats=sz.repeats, long_run=sz.long_run, before_each=lambda: h.remove(refs),
+    )  # fmt: skip
+    _cold_ratios(r, sz)
+    h.remove(refs)
+    return r
+
+
+def cold_slow_link(h: Harness, sz: Sizes) -> dict[str, Any]:
+    """The small set through the 25 ms / 100 MB/s link, where the serial loop pays latency."""
+    refs = sets.push_small(
+        _client(h), "slow", sz.small_images,
+        layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size,
+    )  # fmt: skip
+    proxy = h.proxy(latency=sz.latency, rate=sz.rate)
+    refs = h.via(refs, proxy)
+    contenders = [serial_cli(), xargs(8), jcp(h, "jcp")]
+    r = compare(
+        h, "cold slow link", refs, contenders,
+        repeats=sz.repeats, long_run=sz.long_run, before_each=lambda: h.remove(refs),
+    )  # fmt: skip
+    r["jcp_vs_serial"] = ratio(r, "jcp", "serial")
+    r["jcp_vs_xargs"] = ratio(r, "jcp", "xargs -P 8")
+    r["link"] = {"latency_ms": sz.latency * 1000, "rate_MBps": sz.rate / 1e6}
+    h.remove(refs)
+    return r
+
+
+def cold_big(h: Harness, sz: Sizes) -> dict[str, Any]:
+    """A few images of two big pseudo-text layers each, against the machine's floor."""
+    progress(f"building {2 * sz.big_images} pseudo-text layers of {sz.big_layer_size >> 20} MiB")
+    layers = sets.big_layers(sz.big_images, sz.big_layer_size)
+    refs = sets.push_big(_client(h), "big", layers)
+    f = floor(layers, h.root / "floor")
+    progress(f"floor: {f.one_core:.2f}s on one core, {f.two_cores:.2f}s on two")
+    r = compare(
+        h, "cold big", refs, _cold_contenders(h, sz, serial=False),
+        repeats=sz.repeats, long_run=sz.long_run, before_each=lambda: h.remove(refs),
+    )  # fmt: skip
+    _cold_ratios(r, sz)
+    r["floor"] = {
+        "one_core_seconds": round(f.one_core, 3),
+        "two_cores_seconds": round(f.two_cores, 3),
+        "compressed_mb": round(f.compressed_bytes / 1e6, 1),
+        "uncompressed_mb": round(f.uncompressed_bytes / 1e6, 1),
+        "how": "Python zlib + hashlib from the page cache: sha256(blob), gunzip, sha256(tar); "
+        "two cores = two processes at once",
     }
+    jcp_s = median(r, "jcp")
+    r["jcp_vs_floor"] = round(jcp_s / f.two_cores, 2) if jcp_s else None
+    h.remove(refs)
+    return r
 
 
 def reload_latency(h: Harness, sz: Sizes) -> dict[str, Any]:
-    refs = h.push_set("reload", sz.images, layers=1, layer_size=64 * 1024, base_size=64 * 1024)
+    refs = sets.push_small(
+        _client(h), "reload", sz.small_images, layers=1, layer_size=64 * 1024, base_size=65536
+    )
     config = h.config_dir("reload", refs)
     log = h.root / "reload.log"
-    proc = h.start_run(config, sz.concurrency, log)
+    proc = h.start_run(config, log)
     to_start: list[float] = []
     to_present: list[float] = []
     try:
         wait_event(log, proc, {"event": "sweep_done", "kind": "sweep"})
         current = list(refs)
-        assert h.client is not None
         for i in range(sz.reload_repeats):
             new = push_synthetic(
-                h.client, f"bench/reload-new-{i}", "1", layers=1, layer_size=256 * 1024
+                _client(h), f"bench/reload-new-{i}", "1", layers=1, layer_size=256 * 1024
             ).reference
             current.append(new)
             entries = [{"ref": r, "registry": r.split("/")[0]} for r in current]
@@ -145,6 +169,7 @@ def reload_latency(h: Harness, sz: Sizes) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(20)
+    h.remove(current)
     return {
         "to_pull_start_seconds": Stats.of(to_start).json(),
         "to_present_seconds": Stats.of(to_present).json(),
@@ -153,13 +178,14 @@ def reload_latency(h: Harness, sz: Sizes) -> dict[str, Any]:
 
 
 def footprint(h: Harness, sz: Sizes) -> dict[str, Any]:
-    refs = h.push_set(
-        "foot", sz.images, layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size
-    )
+    refs = sets.push_small(
+        _client(h), "foot", sz.small_images,
+        layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size,
+    )  # fmt: skip
     h.remove(refs)
     config = h.config_dir("foot", refs)
     log = h.root / "foot.log"
-    proc = h.start_run(config, sz.concurrency, log)
+    proc = h.start_run(config, log)
     try:
         wait_event(log, proc, {"event": "sweep_done", "kind": "sweep"}, timeout=600)
         during = proc_stats(proc.pid)
@@ -169,6 +195,7 @@ def footprint(h: Harness, sz: Sizes) -> dict[str, Any]:
     finally:
         proc.terminate()
         proc.wait(20)
+    h.remove(refs)
     return {
         "peak_rss_mb_cold_warm_up": round(during["peak_rss"] / 1e6, 1),
         "idle_rss_mb": round(second["rss"] / 1e6, 1),
@@ -178,35 +205,35 @@ def footprint(h: Harness, sz: Sizes) -> dict[str, Any]:
 
 
 def scale(h: Harness, sz: Sizes) -> dict[str, Any]:
+    """jcp's own cost per entry as the config grows: validate, and a steady sweep (defaults)."""
     out: dict[str, Any] = {}
-    biggest = max(sz.scale)
-    refs_all = h.push_tags("scale", biggest)
+    refs_all = sets.push_steady(_client(h), "scale", max(sz.scale), 20)
+    _present(h, refs_all)
     for n in sz.scale:
         refs = refs_all[:n]
         config = h.config_dir(f"scale-{n}", refs)
-        validate = [h.jcp_validate(config)[0] for _ in range(max(1, sz.repeats))]
-        h.jcp_once(config, sz.concurrency)  # present
-        sweeps = [h.jcp_once(config, sz.concurrency) for _ in range(max(1, sz.repeats))]
-        walls = [w for w, _ in sweeps]
-        cpus = [c for _, c in sweeps]
+        validate = [h.measure(h.jcp_validate(config), docker_events=False).wall for _ in range(sz.repeats)]
+        sweeps = [h.measure(jcp(h, "jcp").command(refs, config)[0]) for _ in range(sz.repeats)]
+        walls = Stats.of([s.wall for s in sweeps])
+        cpus = Stats.of([s.cpu for s in sweeps])
         out[str(n)] = {
             "validate_seconds": Stats.of(validate).json(),
-            "steady_sweep_seconds": Stats.of(walls).json(),
-            "jcp_cpu_seconds": Stats.of(cpus).json(),
-            "ms_per_image": round(Stats.of(walls).median / n * 1000, 2),
-            "cpu_ms_per_image": round(Stats.of(cpus).median / n * 1000, 2),
+            "steady_sweep_seconds": walls.json(),
+            "jcp_cpu_seconds": cpus.json(),
+            "ms_per_image": round(walls.median / n * 1000, 2),
+            "cpu_ms_per_image": round(cpus.median / n * 1000, 2),
+            "runtime_pulls_per_image": round((sweeps[-1].runtime_pulls or 0) / n, 3),
         }
-        progress(
-            f"scale {n}: sweep {Stats.of(walls).median:.2f}s, cpu {Stats.of(cpus).median:.2f}s"
-        )
+        progress(f"scale {n}: sweep {walls.median:.2f}s, cpu {cpus.median:.2f}s")
     h.remove(refs_all)
     return out
 
 
 SCENARIOS: dict[str, Callable[[Harness, Sizes], dict[str, Any]]] = {
-    "cold_warm_up": cold_warm_up,
-    "slow_link": slow_link,
-    "steady_state": steady_state,
+    "steady": steady,
+    "cold_small": cold_small,
+    "cold_slow_link": cold_slow_link,
+    "cold_big": cold_big,
     "reload_latency": reload_latency,
     "footprint": footprint,
     "scale": scale,
