@@ -135,11 +135,14 @@ async def test_deadline_removes_the_taint_and_says_what_was_missing(
     s = signal(untaint_key=KEY, untaint_deadline=60.0, clock=lambda: now[0])
     await s.publish(COLD)
     now[0] = 159.0
+    assert s.untaint_due_in() == 1.0
     await s.publish(COLD)
     assert taints(kube) == [STARTUP_TAINT]
     now[0] = 160.0
+    assert s.untaint_due_in() == 0.0
     await s.publish(COLD)
     assert taints(kube) == []
+    assert s.untaint_due_in() is None
     warning = next(r for r in caplog.records if r.levelno == logging.WARNING)
     assert "at the deadline (60s) although the node is not warm" in warning.getMessage()
     assert "missing: r/a:1, r/b:1" in warning.getMessage()
@@ -172,6 +175,19 @@ async def test_conflicts_are_retried_and_a_concurrent_taint_is_kept(
     await signal(untaint_key=KEY).publish(WARM)
     assert taints(kube) == [added]
     assert [p.status for p in kube.patches() if p.content_type == JSON_PATCH] == [422, 200]
+
+
+async def test_taint_removal_that_succeeds_on_the_last_attempt_counts(
+    kube: KubeApiStandIn, signal: Callable[..., NodeSignal], caplog: pytest.LogCaptureFixture
+) -> None:
+    kube.add_node(NODE, taints=[STARTUP_TAINT])
+    kube.conflict_next(2)
+    s = signal(untaint_key=KEY, attempts=3)
+    await s.publish(WARM)
+    assert [p.status for p in kube.patches()] == [409, 409, 200]
+    assert taints(kube) == []
+    assert s.untainted
+    assert errors(caplog) == []
 
 
 async def test_conflicts_that_never_end_give_up_for_this_publish_only(

@@ -121,26 +121,41 @@ class NodeSignal:
         """The API trouble of the last publish, for /status; None when all went through."""
         return next(iter(self._logged.values()), None)
 
+    def untaint_due_in(self) -> float | None:
+        """Seconds until the deadline removes the taint (0: due); None when none is pending.
+
+        Publish again by then even if the state has not changed: only a publish acts.
+        """
+        if self._untaint is None or self._untainted:
+            return None
+        return max(0.0, self._started + self._deadline - self._clock())
+
     async def publish(self, state: WarmState) -> None:
         """Bring the node in line with STATE; cheap (no request) when nothing changed."""
         if not self.enabled:
             return
         async with self._lock:
-            if self._node is None:
-                text = "NODE_NAME is not set: pass spec.nodeName through the downward API"
-                self._trouble("node", "no-node-name", text)
-                return
-            api = self._connect()
-            if api is None:
-                return
-            if self._label is not None and not await self._step(
-                "label", self._show(api, self._node, self._label, state)
-            ):
-                return
-            if self._untaint is not None and not self._untainted:
-                reason = self._untaint_reason(state)
-                if reason is not None:
-                    await self._step("taint", self._remove_taint(api, self._node, state, reason))
+            try:
+                await self._publish(state)
+            except Exception:
+                log.exception("node signal: publishing failed (a bug); jcp keeps pulling")
+
+    async def _publish(self, state: WarmState) -> None:
+        if self._node is None:
+            text = "NODE_NAME is not set: pass spec.nodeName through the downward API"
+            self._trouble("node", "no-node-name", text)
+            return
+        api = self._connect()
+        if api is None:
+            return
+        if self._label is not None and not await self._step(
+            "label", self._show(api, self._node, self._label, state)
+        ):
+            return
+        if self._untaint is not None and not self._untainted:
+            reason = self._untaint_reason(state)
+            if reason is not None:
+                await self._step("taint", self._remove_taint(api, self._node, state, reason))
 
     async def close(self) -> None:
         if self._api is not None:
@@ -217,7 +232,8 @@ class NodeSignal:
                     raise
                 await self._pause(attempt)
                 continue
-            removed = True
+            removed = True  # the API keeps key and effect unique: there is no second one
+            break
         else:
             raise KubeError(409, f"the taints of node {node} kept changing: {self._attempts} tries")
         self._untainted = True
