@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import signal
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,7 +82,9 @@ async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
     raise RuntimeError(f"{name} returned")
 
 
-async def _run_forever(scheduler: Scheduler, options: RunOptions) -> int:
+async def _run_forever(
+    scheduler: Scheduler, options: RunOptions, extra: list[tuple[str, Coroutine[Any, Any, None]]]
+) -> int:
     from jcp.watch import SecretWatch, watch_dir  # noqa: PLC0415 - see the note on imports
 
     settings = scheduler.settings
@@ -93,6 +95,8 @@ async def _run_forever(scheduler: Scheduler, options: RunOptions) -> int:
         await scheduler.reload()
 
     async with asyncio.TaskGroup() as tg:
+        for name, coro in extra:
+            tg.create_task(_forever(name, coro))
         tg.create_task(
             _forever(
                 "config watcher",
@@ -196,11 +200,18 @@ async def main(
 
         metrics = Metrics()
         sinks.append(metrics)
+    extra: list[tuple[str, Coroutine[Any, Any, None]]] = []
+    closers: list[Callable[[], Awaitable[None]]] = []
     scheduler = Scheduler(settings, runtime, label=label, events=Fanout(*sinks), choice=why)
+    if not once:
+        _node_lifecycle(scheduler, options.node, sinks, extra, closers)
+        scheduler.events = Fanout(*sinks)
     hup = asyncio.Event()
     if not once:
         loop.add_signal_handler(signal.SIGHUP, hup.set)
-    work = asyncio.create_task(_run_once(scheduler) if once else _run_forever(scheduler, options))
+    work = asyncio.create_task(
+        _run_once(scheduler) if once else _run_forever(scheduler, options, extra)
+    )
     side: list[asyncio.Task[Any]] = [asyncio.create_task(_on_hup(scheduler, hup))]
     if display is not None:
         side.append(asyncio.create_task(display.run(scheduler.snapshot)))
@@ -237,6 +248,59 @@ async def main(
         return EXIT_FAILED if once else EXIT_OK
     finally:
         await _cleanup(loop, scheduler, side, runner)
+        for close in closers:
+            await close()
+        for _, coro in extra:
+            coro.close()  # never started when the work ended early
+
+
+def _node_lifecycle(
+    scheduler: Scheduler,
+    node: NodeSettings,
+    sinks: list[Events],
+    extra: list[tuple[str, Coroutine[Any, Any, None]]],
+    closers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    """The warm signal and the purge ledger, when asked for (off by default)."""
+    if node.uses_api:
+        from jcp.lifecycle import signal_warmth  # noqa: PLC0415 - kubernetes_asyncio is heavy
+        from jcp.node.kube import KubeError, NodeApi  # noqa: PLC0415
+        from jcp.node.warm import NodeSignal  # noqa: PLC0415
+
+        url, token_file = node.kube_api, node.kube_token_file
+
+        def api() -> NodeApi:
+            if url is None:
+                return NodeApi.in_cluster()
+            try:
+                token = token_file.read_text().strip() if token_file is not None else None
+            except OSError as exc:
+                raise KubeError(None, f"cannot read {token_file}: {exc.strerror}") from None
+            return NodeApi.connect(url, token)
+
+        signal_ = NodeSignal(
+            node.node_name,
+            label=node.label,
+            untaint_key=node.untaint,
+            untaint_deadline=node.untaint_deadline,
+            api=api,
+        )
+        extra.append(("node signal", signal_warmth(scheduler.snapshot, signal_)))
+        closers.append(signal_.close)
+    if node.purge or node.ledger.parent.is_dir():
+        from jcp.lifecycle import Purger  # noqa: PLC0415
+        from jcp.node.ledger import Ledger  # noqa: PLC0415
+
+        purger = Purger(
+            scheduler.runtime,
+            Ledger.load(node.ledger),
+            lambda: scheduler.config,
+            grace=node.purge_grace,
+            dry_run=node.purge_dry_run,
+            enabled=node.purge,
+        )
+        sinks.append(purger)
+        extra.append(("purger", purger.run()))
 
 
 async def _on_hup(scheduler: Scheduler, hup: asyncio.Event) -> None:

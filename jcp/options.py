@@ -28,10 +28,21 @@ from jcp.settings import (
 
 
 def positive(text: str) -> float:
+    """A duration in seconds (timeouts, backoff, checks): a plain decimal, 1 ms to ~4 months."""
     try:
-        return parse_interval(text, "value")
+        return parse_interval(text, "value", minimum=0.001, maximum=10_000_000)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a plain number of seconds from 0.001 to 10000000, got {text!r}"
+        ) from None
+
+
+def interval(text: str) -> float:
+    """The interval between sweeps: the same rule as the `interval` file."""
+    try:
+        return parse_interval(text, "--interval")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(text: str) -> int:
@@ -161,7 +172,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-i",
         "--interval",
-        type=positive,
+        type=interval,
         default=None,
         help="seconds between sweeps; overrides the interval file and $PULL_INTERVAL",
     )
@@ -198,10 +209,27 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
+def node_label(text: str) -> str:
+    from jcp.node.keys import label_problem  # noqa: PLC0415 - only `jcp run` needs it
+
+    if problem := label_problem(text):
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def taint_key(text: str) -> str:
+    from jcp.node.keys import key_problem  # noqa: PLC0415 - only `jcp run` needs it
+
+    if problem := key_problem(text):
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def add_node_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("node lifecycle (off by default)")
     g.add_argument(
         "--node-label",
+        type=node_label,
         default=None,
         metavar="NAME",
         help="set this node label to true/false as the node's warm state changes (needs "
@@ -209,6 +237,7 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--untaint",
+        type=taint_key,
         default=None,
         metavar="KEY",
         help="remove this NoSchedule taint from the node once every image is present (or "
@@ -236,6 +265,19 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
         help="seconds an image stays after leaving the config (default: %(default)g)",
     )
     g.add_argument(
+        "--kube-api",
+        default=None,
+        metavar="URL",
+        help="the Kubernetes API server, for runs outside a pod (default: the pod's "
+        "in-cluster service account)",
+    )
+    g.add_argument(
+        "--kube-token-file",
+        type=Path,
+        default=None,
+        help="bearer token for --kube-api (read at start; never logged)",
+    )
+    g.add_argument(
         "--ledger",
         type=Path,
         default=DEFAULT_LEDGER,
@@ -253,4 +295,6 @@ def node_settings_from(args: argparse.Namespace) -> NodeSettings:
         purge_dry_run=args.purge_dry_run,
         purge_grace=args.purge_grace,
         ledger=args.ledger,
+        kube_api=args.kube_api or None,
+        kube_token_file=args.kube_token_file,
     )

@@ -92,6 +92,9 @@ class NodeSettings:
     purge_dry_run: bool = False
     purge_grace: float = DEFAULT_PURGE_GRACE
     ledger: Path = DEFAULT_LEDGER
+    kube_api: str | None = None
+    """An explicit API server URL (out-of-cluster runs); None: the pod's in-cluster config."""
+    kube_token_file: Path | None = None
 
     @property
     def uses_api(self) -> bool:
