@@ -59,7 +59,7 @@ async def test_warm_label_and_taint_follow_the_cache(
     )
 
     def labelled(value: str) -> bool:
-        return kube.node(NODE)["metadata"]["labels"].get(LABEL) == value
+        return bool(kube.node(NODE)["metadata"]["labels"].get(LABEL) == value)
 
     await wait_for(lambda: labelled("true"), timeout=30, what="node labelled warm")
     node = kube.node(NODE)
