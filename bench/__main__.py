@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         help="extra dockerd flag, e.g. --daemon-arg=--max-concurrent-downloads=12",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (and SIGINT, ignored in a background job) unwind through the harness, which
+    # stops the daemons it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sizes = QUICK if args.quick else Sizes()
     names = args.only or list(ALL)
     results: dict[str, Any] = {}

@@ -54,6 +54,7 @@ def jcp(
     *,
     refresh: str | None = None,
     runtime: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
     skip: str | None = None,
 ) -> Contender:
     """`jcp once` with its defaults (concurrency included) unless told otherwise."""
@@ -64,7 +65,7 @@ def jcp(
         return [
             sys.executable, "-m", "jcp", "once", "--config-dir", str(config),
             "--docker-config-root", str(h.root / "no-secrets"), "--progress", "never",
-            *(["--refresh", refresh] if refresh else []), *runtime,
+            *(["--refresh", refresh] if refresh else []), *runtime, *extra,
         ], None  # fmt: skip
 
     return Contender(name, command, skip)
@@ -81,6 +82,7 @@ def _summary(runs: list[Run], images: int) -> dict[str, Any]:
         "seconds": Stats.of([r.wall for r in runs]).json(),
         "cpu_seconds": Stats.of([r.cpu for r in runs]).json(),
         "runtime_cpu_seconds": Stats.of([r.runtime_cpu for r in runs]).json(),
+        "runtime_sys_cpu_seconds": Stats.of([r.runtime_sys_cpu for r in runs]).json(),
         "registry_cpu_seconds": Stats.of([r.registry_cpu for r in runs]).json(),
         "requests_per_image": {
             k: round(v / len(runs) / images, 3) for k, v in sorted(requests.items())
@@ -114,9 +116,7 @@ def compare(
             if before_each is not None:
                 before_each()
             cmd, stdin = c.command(refs, config)
-            run = h.measure(
-                cmd, stdin=stdin, runtime_pid=runtime_pid, docker_events=docker_events
-            )
+            run = h.measure(cmd, stdin=stdin, runtime_pid=runtime_pid, docker_events=docker_events)
             runs[c.name].append(run)
             progress(f"{label}: {c.name} run {rep + 1}/{repeats}: {run.wall:.2f}s")
     out: dict[str, Any] = {}

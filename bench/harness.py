@@ -65,6 +65,8 @@ class Run:
     """user + system seconds of the contender's own processes (waited-for children)."""
     runtime_cpu: float
     """CPU seconds the runtime daemon (dockerd or containerd) spent meanwhile."""
+    runtime_sys_cpu: float
+    """The kernel's part of it (file writes, overlay mounts)."""
     registry_cpu: float
     requests: Counter[str] = field(default_factory=Counter)
     """Requests by kind, as the registry logged them."""
@@ -74,11 +76,17 @@ class Run:
     """Pulls the Docker daemon's event stream reported; None where it was not asked."""
 
 
-def cpu_seconds(pid: int | None) -> float:
+def cpu_split(pid: int | None) -> tuple[float, float]:
+    """(user, system) CPU seconds of PID so far."""
     if pid is None:
-        return 0.0
+        return 0.0, 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def cpu_seconds(pid: int | None) -> float:
+    return sum(cpu_split(pid))
 
 
 def proc_stats(pid: int) -> dict[str, float]:
@@ -191,7 +199,7 @@ class Harness:
         registry_pid = self.registry.proc.pid if self.registry.proc is not None else None
         self.counter.mark()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        runtime_before = cpu_seconds(runtime_pid)
+        runtime_before = cpu_split(runtime_pid)
         registry_before = cpu_seconds(registry_pid)
         since = time.time()
         t0 = time.perf_counter()
@@ -200,7 +208,9 @@ class Harness:
         )
         wall = time.perf_counter() - t0
         until = time.time()
-        runtime_cpu = cpu_seconds(runtime_pid) - runtime_before
+        runtime_after = cpu_split(runtime_pid)
+        runtime_cpu = sum(runtime_after) - sum(runtime_before)
+        runtime_sys = runtime_after[1] - runtime_before[1]
         registry_cpu = cpu_seconds(registry_pid) - registry_before
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
@@ -208,7 +218,7 @@ class Harness:
         requests, agents = self.counter.take()
         pulls = self.docker_pulls(since, until) if docker_events else None
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return Run(wall, cpu, runtime_cpu, registry_cpu, requests, agents, pulls)
+        return Run(wall, cpu, runtime_cpu, runtime_sys, registry_cpu, requests, agents, pulls)
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:

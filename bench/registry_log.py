@@ -22,7 +22,8 @@ KINDS = ("ping", "token", "head_manifest", "get_manifest", "blob", "other")
 """Request kinds, in table order: `GET /v2/`, a token endpoint, manifest HEAD/GET, blob reads."""
 
 _LINE = re.compile(
-    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) \S+ "[^"]*" "(?P<agent>[^"]*)"'
+    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) \S+ '
+    r'"[^"]*" "(?P<agent>[^"]*)"'
 )
 _MARKER = "/v2/bench-marker/manifests/"
 

@@ -21,7 +21,7 @@ class Sizes:
     big_images: int = 4
     big_layer_size: int = 50 * MiB
     repeats: int = 3
-    long_run: float = 20.0
+    long_run: float = 10.0
     """A contender whose first run takes longer than this runs once."""
     latency: float = 0.025
     rate: float = 100e6
@@ -31,12 +31,12 @@ class Sizes:
 
 
 QUICK = Sizes(
-    small_images=6,
+    small_images=4,
     layers=2,
     layer_size=64 * 1024,
     base_size=256 * 1024,
-    steady=(6, 12),
-    steady_repos=6,
+    steady=(4, 8),
+    steady_repos=4,
     parallel=(2, 8),
     big_images=1,
     big_layer_size=2 * MiB,

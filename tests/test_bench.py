@@ -32,7 +32,7 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
     }
     # Counted at the registry: a present image refreshed by `docker pull` is one HEAD of its
     # manifest and no GET, and one pull in the daemon's event stream.
-    serial = results["steady"]["loopback"]["6"]["contenders"]["serial"]
+    serial = results["steady"]["loopback"]["4"]["contenders"]["serial"]
     assert serial["requests_per_image"]["head_manifest"] == 1
     assert serial["requests_per_image"]["get_manifest"] == 0
     assert serial["runtime_pulls_per_image"] == 1
@@ -42,10 +42,10 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
         assert results[name]["jcp_vs_best_xargs"] > 0
     assert results["cold_big"]["floor"]["two_cores_seconds"] > 0
     # A part another change brings is either measured or said to be skipped, never absent.
-    digest = results["steady"]["loopback"]["6"]["contenders"]["jcp digest"]
+    digest = results["steady"]["loopback"]["4"]["contenders"]["jcp digest"]
     assert "seconds" in digest or digest["skipped"]
     assert "skipped" in results["containerd"] or results["containerd"]["cold"]
     assert results["reload_latency"]["to_pull_start_seconds"]["median"] > 0
     assert results["footprint"]["idle_rss_mb"] > 0
     assert "goals:" in run.stdout
-    assert "| cold_small | 6 |" in run.stdout
+    assert "| cold_small | 4 |" in run.stdout
