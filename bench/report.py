@@ -102,6 +102,20 @@ def _cold(results: dict[str, Any]) -> list[str]:
                 f"two; jcp / floor (two cores) = {big['jcp_vs_floor']}"
             ),
         ]
+    if big and "phases" in big:
+        lines += [
+            "",
+            (
+                "| big set, `docker pull` at once | images | last layer downloaded s "
+                "| last layer extracted s |"
+            ),
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {label} | {p['images']} | {p['last_download_complete']} | "
+            f"{p['last_pull_complete']} |"
+            for label, p in big["phases"].items()
+        ]
     lines += [
         "",
         "| set | contender | wall s | client CPU s | dockerd CPU s (kernel) | registry CPU s |",

@@ -10,6 +10,7 @@ from typing import Any
 from bench import sets
 from bench.contenders import Contender, compare, jcp, median, ratio, serial_cli, xargs
 from bench.harness import Harness, Stats, event_time, proc_stats, progress, wait_event
+from bench.phases import pull_phases
 from bench.sizes import Sizes
 from bench.textlayers import floor
 from devstack.images import RegistryClient, push_synthetic
@@ -134,6 +135,10 @@ def cold_big(h: Harness, sz: Sizes) -> dict[str, Any]:
     }
     jcp_s = median(r, "jcp")
     r["jcp_vs_floor"] = round(jcp_s / f.two_cores, 2) if jcp_s else None
+    r["phases"] = {}
+    for label, some in (("one image", refs[:1]), ("all at once", refs)):
+        h.remove(refs)
+        r["phases"][label] = pull_phases(some, h.env)
     h.remove(refs)
     return r
 
