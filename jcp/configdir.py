@@ -74,8 +74,8 @@ def locate(path: Path) -> tuple[Path, Path | None]:
 
     A kubelet ConfigMap volume holds `..data -> ..<timestamp>/` and top-level symlinks through
     it; reading inside the resolved `..data` gives one consistent generation of both files.
-    Entries that exist but are not files (a directory named image.config) are found here and
-    refused by read_bounded, so the error names them instead of saying "no image file".
+    Entries that exist but are not files (a directory named image.config, a dangling symlink)
+    are found here and refused by read_bounded, so the error names them and says why.
     """
     try:
         if not path.exists():
@@ -86,9 +86,9 @@ def locate(path: Path) -> tuple[Path, Path | None]:
         data = path / "..data"
         if data.is_dir():
             base = Path(os.path.realpath(data))
-        found = [base / name for name in IMAGE_FILES if (base / name).exists()]
+        found = [base / name for name in IMAGE_FILES if os.path.lexists(base / name)]
         interval = base / INTERVAL_FILE
-        has_interval = interval.exists()
+        has_interval = os.path.lexists(interval)
     except OSError as exc:
         raise _problem(path, f"cannot read: {exc.strerror}") from None
     if not found:

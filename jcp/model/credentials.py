@@ -22,8 +22,9 @@ DEFAULT_ROOT = Path("/root/.docker")
 # `config.json` is what a volume with `items: [{key: .dockerconfigjson, path: config.json}]`
 # holds; `.dockerconfigjson` is what a plain secret volume holds.
 SECRET_FILES = ("config.json", ".dockerconfigjson")
-# Only keys that look like registry hosts are named in an error (no value ever is).
-_HOST_LIKE = re.compile(r"[a-z0-9][a-z0-9.-]{0,99}(:[0-9]{1,5})?")
+# Only keys that look like registry hosts (a dot, a port or localhost, as in docker's reference
+# grammar) are named in an error; anything else might be a value put in the wrong place.
+_HOST_LIKE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+(:[0-9]{1,5})?|[a-z0-9-]+:[0-9]{1,5}|localhost")
 
 
 class CredentialError(JcpError):
