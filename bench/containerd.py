@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench import sets
 from bench.contenders import Contender, compare, jcp, missing, ratio
 from bench.harness import Harness, progress
-from bench.report import cell
+from bench.report import cell, num, per_image_header, per_image_rows
 from bench.sizes import Sizes
 
-PARTS = ("devstack.containerd", "jcp.runtime.cri", "jcp.runtime.cri_api.api_pb2_grpc")
+PARTS = ("devstack.containerd", "jcp.runtime.cri_api.api_pb2_grpc")
+"""What the baselines need; jcp's contenders need `jcp.runtime.cri` as well."""
 CONCURRENCY = 8
 
 
@@ -28,20 +30,25 @@ def cri_pull(endpoint: str, concurrency: int, name: str) -> Contender:
     return Contender(name, lambda refs, _: (cmd, "\n".join(refs) + "\n"))
 
 
-def _remove(h: Harness, endpoint: str, refs: list[str]) -> None:
-    cmd = [sys.executable, "-m", "bench.cri_pull", "--endpoint", endpoint, "--remove"]
-    cmd += ["--concurrency", "8"]
-    h.measure(cmd, stdin="\n".join(refs) + "\n", docker_events=False)
+class _Daemon:
+    """The test containerd (`devstack.containerd`), trusting the loopback registry over plain
+    HTTP, and the pulls its log reports (one `PullImage ... returns` line per call, written
+    before the call returns)."""
 
+    def __init__(self, h: Harness) -> None:
+        module: Any = importlib.import_module("devstack.containerd")
+        self.daemon = module.Containerd(h.root / "containerd", registries=[h.registry.host])
+        self.daemon.start()
+        h.cleanups.append(self.daemon.stop)
+        self.endpoint: str = self.daemon.endpoint
+        self.pid: int = self.daemon.proc.pid
+        self.log: Path = self.daemon.root / "containerd.log"
 
-def _start(h: Harness) -> tuple[str, int]:
-    """Start the test containerd (trusting the loopback registry over plain HTTP); returns
-    its CRI endpoint and pid, and registers its stop with the harness."""
-    module: Any = importlib.import_module("devstack.containerd")
-    daemon = module.Containerd(h.root / "containerd", insecure=[h.registry.host])
-    daemon.start()
-    h.cleanups.append(daemon.stop)
-    return daemon.endpoint, daemon.proc.pid
+    def pulls(self) -> int:
+        return self.log.read_bytes().count(b" returns image reference ")
+
+    def remove_all(self) -> None:
+        self.daemon.remove_all()
 
 
 def containerd(h: Harness, sz: Sizes) -> dict[str, Any]:
@@ -49,50 +56,49 @@ def containerd(h: Harness, sz: Sizes) -> dict[str, Any]:
         why = missing(part)
         if why is not None:
             return {"skipped": why}
-    endpoint, pid = _start(h)
-    runtime = ("--runtime", "cri", "--runtime-endpoint", endpoint)
+    d = _Daemon(h)
+    runtime = ("--runtime", "cri", "--runtime-endpoint", d.endpoint)
+    no_cri = missing("jcp.runtime.cri")
 
     def run(
         label: str, refs: list[str], contenders: list[Contender], *, cold: bool
     ) -> dict[str, Any]:
         return compare(
             h, label, refs, contenders, repeats=sz.repeats, long_run=sz.long_run,
-            before_each=(lambda: _remove(h, endpoint, refs)) if cold else None,
-            runtime_pid=pid, docker_events=False,
+            before_each=d.remove_all if cold else None, runtime_pid=d.pid,
+            docker_events=False, count_pulls=d.pulls,
         )  # fmt: skip
 
     assert h.client is not None
-    out: dict[str, Any] = {"endpoint": endpoint, "concurrency": CONCURRENCY}
+    out: dict[str, Any] = {"endpoint": d.endpoint, "concurrency": CONCURRENCY}
+    serial = cri_pull(d.endpoint, 1, "CRI serial")
+    parallel = cri_pull(d.endpoint, CONCURRENCY, f"CRI parallel {CONCURRENCY}")
     small = sets.push_small(
         h.client, "cri-cold", sz.small_images,
         layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size,
     )  # fmt: skip
-    serial = cri_pull(endpoint, 1, "CRI serial")
-    parallel = cri_pull(endpoint, CONCURRENCY, f"CRI parallel {CONCURRENCY}")
-    cold = run(
-        "containerd cold", small, [serial, parallel, jcp(h, "jcp", runtime=runtime)], cold=True
-    )
-    _ratios(cold, "jcp")
-    out["cold"] = cold
-    _remove(h, endpoint, small)
+    contenders = [serial, parallel, jcp(h, "jcp", runtime=runtime, skip=no_cri)]
+    out["cold"] = run("containerd cold", small, contenders, cold=True)
+    _ratios(out["cold"], "jcp")
+    d.remove_all()
 
     refs = sets.push_steady(h.client, "cri-steady", max(sz.steady), sz.steady_repos)
     progress(f"containerd steady: making {len(refs)} references present")
     cmd, stdin = parallel.command(refs, h.root)
-    h.measure(cmd, stdin=stdin, runtime_pid=pid, docker_events=False)
+    h.measure(cmd, stdin=stdin, runtime_pid=d.pid, docker_events=False)
     out["steady"] = {}
     for n in sz.steady:
         contenders = [
             serial,
             parallel,
-            jcp(h, "jcp pull", refresh="pull", runtime=runtime),
-            jcp(h, "jcp digest", refresh="digest", runtime=runtime),
+            jcp(h, "jcp pull", refresh="pull", runtime=runtime, skip=no_cri),
+            jcp(h, "jcp digest", refresh="digest", runtime=runtime, skip=no_cri),
         ]
         r = run(f"containerd steady {n}", refs[:n], contenders, cold=False)
         _ratios(r, "jcp pull")
         _ratios(r, "jcp digest")
         out["steady"][str(n)] = r
-    _remove(h, endpoint, refs)
+    d.remove_all()
     return out
 
 
@@ -107,19 +113,30 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     parallel = f"CRI parallel {CONCURRENCY}"
     lines = [
         (
-            f"| scenario | images | CRI serial s | {parallel} s | jcp pull s | jcp digest s "
-            "| jcp/serial | jcp/parallel |"
+            f"| scenario | images | CRI serial s | {parallel} s | jcp (pull) s | jcp digest s "
+            "| jcp/serial | jcp/parallel | digest/serial | digest/parallel |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [("cold", result["cold"], "jcp")]
-    rows += [(f"steady {n}", r, "jcp digest") for n, r in result["steady"].items()]
-    for label, r, main in rows:
-        pull = "jcp" if label == "cold" else "jcp pull"
-        digest = "-" if label == "cold" else cell(r, "jcp digest")
+    rows += [(f"steady {n}", r, "jcp pull") for n, r in result["steady"].items()]
+    counts = per_image_header("scenario", "containerd")
+    for label, r, pull in rows:
         lines.append(
             f"| {label} | {r['images']} | {cell(r, 'CRI serial')} | {cell(r, parallel)} | "
-            f"{cell(r, pull)} | {digest} | {r.get(f'{main} vs CRI serial')} | "
-            f"{r.get(f'{main} vs CRI parallel')} |"
+            f"{cell(r, pull)} | {cell(r, 'jcp digest')} | "
+            + " | ".join(
+                num(r.get(f"{name} vs CRI {base}"))
+                for name in (pull, "jcp digest")
+                for base in ("serial", "parallel")
+            )
+            + " |"
         )
-    return lines
+        counts += per_image_rows(label, r)
+    return [
+        *lines,
+        "",
+        "per image (runtime pulls from containerd's log):",
+        "",
+        *counts,
+    ]

@@ -103,6 +103,7 @@ def compare(
     before_each: Callable[[], None] | None = None,
     runtime_pid: int | None = None,
     docker_events: bool = True,
+    count_pulls: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Each contender on REFS, in turn, REPEATS times (BEFORE_EACH runs before every run, e.g.
     removing the images for a cold start). A contender whose first run took over LONG_RUN
@@ -116,7 +117,13 @@ def compare(
             if before_each is not None:
                 before_each()
             cmd, stdin = c.command(refs, config)
-            run = h.measure(cmd, stdin=stdin, runtime_pid=runtime_pid, docker_events=docker_events)
+            run = h.measure(
+                cmd,
+                stdin=stdin,
+                runtime_pid=runtime_pid,
+                docker_events=docker_events,
+                count_pulls=count_pulls,
+            )
             runs[c.name].append(run)
             progress(f"{label}: {c.name} run {rep + 1}/{repeats}: {run.wall:.2f}s")
     out: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class Run:
     agents: Counter[str] = field(default_factory=Counter)
     """Requests by user agent's product (docker, containerd, jcp, ...)."""
     runtime_pulls: int | None = None
-    """Pulls the Docker daemon's event stream reported; None where it was not asked."""
+    """Pulls the runtime reported (Docker's event stream, containerd's log); None where it
+    was not asked."""
 
 
 def cpu_split(pid: int | None) -> tuple[float, float]:
@@ -194,11 +196,15 @@ class Harness:
         stdin: str | None = None,
         runtime_pid: int | None = None,
         docker_events: bool = True,
+        count_pulls: Callable[[], int] | None = None,
     ) -> Run:
-        """Run CMD to completion; it must exit 0."""
+        """Run CMD to completion; it must exit 0. The runtime's pulls are counted by
+        COUNT_PULLS (called before and after; the difference counts) if given, else from the
+        Docker daemon's events if DOCKER_EVENTS."""
         runtime_pid = runtime_pid if runtime_pid is not None else self.dockerd_pid
         registry_pid = self.registry.proc.pid if self.registry.proc is not None else None
         self.counter.mark()
+        pulls_before = count_pulls() if count_pulls is not None else 0
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         runtime_before = cpu_split(runtime_pid)
         registry_before = cpu_seconds(registry_pid)
@@ -217,7 +223,11 @@ class Harness:
         if out.returncode != 0:
             raise RuntimeError(f"{cmd[:4]} failed ({out.returncode}): {out.stderr[-1500:]}")
         requests, agents = self.counter.take()
-        pulls = self.docker_pulls(since, until) if docker_events else None
+        pulls: int | None = None
+        if count_pulls is not None:
+            pulls = count_pulls() - pulls_before
+        elif docker_events:
+            pulls = self.docker_pulls(since, until)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         return Run(wall, cpu, runtime_cpu, runtime_sys, registry_cpu, requests, agents, pulls)
 

@@ -22,8 +22,38 @@ def cell(result: dict[str, Any], name: str) -> str:
     return f"{s['median']:.2f}{spread}"
 
 
-def _num(value: float | None, fmt: str = ".3f") -> str:
+def num(value: float | None, fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
+
+
+def per_image_header(first: str, daemon: str) -> list[str]:
+    return [
+        f"| {first} | images | contender | "
+        + " | ".join(_KIND_HEADERS)
+        + f" | runtime pulls | client CPU ms | {daemon} CPU ms | requests by agent |",
+        "|---|---|---|" + "---|" * (len(KINDS) + 4),
+    ]
+
+
+def per_image_rows(first: str, result: dict[str, Any]) -> list[str]:
+    """Per image, for each contender measured: registry requests by kind, runtime pulls, CPU
+    of the contender and of the runtime daemon (medians), and who made the requests."""
+    rows = []
+    n = int(result["images"])
+    for name, c in result["contenders"].items():
+        if "skipped" in c:
+            continue
+        per = c["requests_per_image"]
+        client = c["cpu_seconds"]["median"] * 1000 / n
+        daemon = c["runtime_cpu_seconds"]["median"] * 1000 / n
+        agents = ", ".join(f"{a} {k}" for a, k in sorted(c["requests_by_agent"].items()))
+        rows.append(
+            f"| {first} | {n} | {name} | "
+            + " | ".join(f"{per.get(k, 0):g}" for k in KINDS)
+            + f" | {num(c['runtime_pulls_per_image'], 'g')} | {client:.1f} | {daemon:.1f} "
+            f"| {agents} |"
+        )
+    return rows
 
 
 def _steady(results: dict[str, Any]) -> list[str]:
@@ -35,32 +65,15 @@ def _steady(results: dict[str, Any]) -> list[str]:
         ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    counts = [
-        "| link | images | contender | "
-        + " | ".join(_KIND_HEADERS)
-        + " | runtime pulls | client CPU ms | dockerd CPU ms |",
-        "|---|---|---|" + "---|" * (len(KINDS) + 3),
-    ]
+    counts = per_image_header("link", "dockerd")
     for link in ("loopback", "slow_link"):
         for n, r in sorted(results.get(link, {}).items(), key=lambda kv: int(kv[0])):
             lines.append(
                 f"| {link} | {n} | " + " | ".join(cell(r, x) for x in names) + " | "
-                f"{_num(r['jcp pull vs serial'])} | {_num(r['jcp digest vs serial'])} | "
-                f"{_num(r['jcp digest vs xargs -P 8'])} |"
+                f"{num(r['jcp pull vs serial'])} | {num(r['jcp digest vs serial'])} | "
+                f"{num(r['jcp digest vs xargs -P 8'])} |"
             )
-            for name in names:
-                c = r["contenders"][name]
-                if "skipped" in c:
-                    continue
-                per = c["requests_per_image"]
-                pulls = c["runtime_pulls_per_image"]
-                client = c["cpu_seconds"]["median"] * 1000 / int(n)
-                daemon = c["runtime_cpu_seconds"]["median"] * 1000 / int(n)
-                counts.append(
-                    f"| {link} | {n} | {name} | "
-                    + " | ".join(f"{per.get(k, 0):g}" for k in KINDS)
-                    + f" | {_num(pulls, 'g')} | {client:.1f} | {daemon:.1f} |"
-                )
+            counts += per_image_rows(link, r)
     return [
         *lines,
         "",
@@ -89,7 +102,7 @@ def _cold(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {r['images']} | "
             + " | ".join(cell(r, n) if n in r["contenders"] else "-" for n in names)
-            + f" | {_num(best)} |"
+            + f" | {num(best)} |"
         )
     big = results.get("cold_big")
     if big and "floor" in big:
