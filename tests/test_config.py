@@ -1,13 +1,22 @@
 """The config model: the original's format, kubelet's volume layout, and precise errors."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from devstack.kubelet import write_volume
-from jcp.configdir import load_config
-from jcp.model.config import ConfigError, Problem
+from jcp.configdir import load_config, locate, read_files
+from jcp.model.config import (
+    MAX_PROBLEMS,
+    ConfigError,
+    ConfigFiles,
+    IntervalError,
+    Problem,
+    build_config,
+    parse_interval,
+)
 
 ORIGINAL_EXAMPLE = [
     {
@@ -104,17 +113,48 @@ def test_interval_precedence(tmp_path: Path) -> None:
     assert load_config(tmp_path, interval_flag=5, env={"PULL_INTERVAL": "30"}).interval == 5
 
 
-@pytest.mark.parametrize("bad", ["0", "-3", "soon", "", "nan", "inf"])
+@pytest.mark.parametrize(
+    "bad", ["0", "-3", "soon", "", "nan", "inf", "1e-300", "0.5", "604801", "\u0663\u0660\u0660"]
+)
 def test_bad_interval_is_an_error(tmp_path: Path, bad: str) -> None:
     (p,) = problems(write(tmp_path, [{"ref": "a"}], bad))
-    assert p.file.endswith("interval")
-    assert "positive number of seconds" in p.message
+    assert p.file == str(tmp_path / "interval")
+    assert "1 to 604800 seconds (7 days)" in p.message
+
+
+def test_bad_interval_file_is_a_warning_under_the_flag(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, [{"ref": "a"}], "1e-300"), interval_flag=5, env={})
+    assert (config.interval, config.interval_source) == (5, "--interval")
+    (w,) = config.warnings
+    assert (w.file, w.severity) == (str(tmp_path / "interval"), "warning")
+    assert 'got "1e-300"' in w.message
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("300", 300), (" 2.5\n", 2.5), ("1", 1), ("604800", 604800), ("5.", 5)]
+)
+def test_interval_plain_decimal(text: str, seconds: float) -> None:
+    assert parse_interval(text, "x") == seconds
+
+
+def test_interval_bounds_are_keywords_and_in_every_message() -> None:
+    assert parse_interval("0.1", "--backoff", minimum=0.01, maximum=3600) == 0.1
+    with pytest.raises(IntervalError) as info:
+        parse_interval("7200", "--backoff", minimum=0.01, maximum=3600)
+    assert str(info.value) == (
+        "--backoff: 7200 seconds is out of range: expected 0.01 to 3600 seconds"
+    )
+    with pytest.raises(ValueError, match=r"^src: expected a plain number of seconds such as 300"):
+        parse_interval("1e3", "src")
 
 
 def test_bad_env_interval(tmp_path: Path) -> None:
     write(tmp_path, [{"ref": "a"}])
-    with pytest.raises(ConfigError, match="env PULL_INTERVAL"):
+    with pytest.raises(ConfigError, match="env PULL_INTERVAL") as info:
         load_config(tmp_path, env={"PULL_INTERVAL": "five"})
+    (p,) = info.value.problems
+    assert (p.file, p.severity) == ("env PULL_INTERVAL", "error")
+    assert 'got "five"' in p.message
 
 
 def test_bad_json_names_line_and_column(tmp_path: Path) -> None:
@@ -213,3 +253,91 @@ def test_digest_changes_with_content(tmp_path: Path) -> None:
     a = load_config(write(tmp_path, [{"ref": "a"}]), env={}).digest
     b = load_config(write(tmp_path, [{"ref": "b"}]), env={}).digest
     assert a != b
+
+
+def test_bom_accepted(tmp_path: Path) -> None:
+    """Windows editors start UTF-8 files with a BOM; it is not content."""
+    (tmp_path / "image.config").write_bytes(b"\xef\xbb\xbf" + json.dumps([{"ref": "a"}]).encode())
+    (tmp_path / "interval").write_bytes(b"\xef\xbb\xbf60\r\n")
+    config = load_config(tmp_path, env={})
+    assert (len(config.entries), config.interval) == (1, 60)
+
+
+def test_duplicate_key_names_key_and_place(tmp_path: Path) -> None:
+    (p,) = problems(write(tmp_path, '[{"ref": "a",\n  "private": true, "ref": "b"}]'))
+    assert p.file == str(tmp_path / "image.config")
+    assert p.message == (
+        'duplicate key "ref" at line 2 column 20: a key may appear only once in an object'
+    )
+
+
+def test_not_utf8_says_where(tmp_path: Path) -> None:
+    (tmp_path / "image.config").write_bytes(b'[{"ref": "a"},\n {"ref": "caf\xe9"}]')
+    (p,) = problems(tmp_path)
+    assert p.message == (
+        "not UTF-8 text: invalid byte sequence at byte offset 28 (line 2 column 14)"
+    )
+
+
+def test_interval_file_errors_name_the_interval_file(tmp_path: Path) -> None:
+    write(tmp_path, [{"ref": "a"}])
+    (tmp_path / "interval").mkdir()
+    (p,) = problems(tmp_path)
+    assert str(p) == f"error: {tmp_path / 'interval'}: cannot read: is a directory, not a file"
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer; jcp must say what it is instead."""
+    os.mkfifo(tmp_path / "image.config")
+    (p,) = problems(tmp_path)
+    assert p.message == "cannot read: is a FIFO, not a file"
+    (p,) = problems(tmp_path / "image.config")
+    assert p.file == str(tmp_path / "image.config")
+
+
+def test_read_error_names_the_path(tmp_path: Path) -> None:
+    """A real read error: /proc/self/mem opens, and reading offset 0 (never mapped) fails."""
+    (tmp_path / "image.config").symlink_to("/proc/self/mem")
+    (p,) = problems(tmp_path)
+    assert str(p) == f"error: {tmp_path / 'image.config'}: cannot read: Input/output error"
+
+
+def test_larger_than_a_configmap(tmp_path: Path) -> None:
+    with (tmp_path / "image.config").open("wb") as f:
+        f.truncate(1024 * 1024 + 1)
+    (p,) = problems(tmp_path)
+    assert p.message == "larger than 1 MiB, the most a ConfigMap can hold"
+    with (tmp_path / "image.config").open("wb") as f:
+        f.write(b"[" + b" " * (1024 * 1024 - 2) + b"]")
+    assert load_config(tmp_path, env={}).entries == ()
+
+
+def test_locate_and_read_files_through_the_volume(tmp_path: Path) -> None:
+    write_volume(tmp_path, {"image.config": "[]", "interval": "9"})
+    image, interval = locate(tmp_path)
+    assert interval is not None
+    assert image.parent == interval.parent
+    assert image.parent.name.startswith("..")  # inside the generation ..data points to
+    files = read_files(tmp_path)
+    assert files == ConfigFiles(
+        str(tmp_path / "image.config"), "[]", str(tmp_path / "interval"), "9"
+    )
+
+
+def test_problems_are_capped(tmp_path: Path) -> None:
+    """A hostile 1 MiB file must not become half a million problems (and log lines)."""
+    found = problems(write(tmp_path, [{"ref": "A"}] * 5000), warnings=True)
+    assert len(found) == MAX_PROBLEMS + 1
+    assert (
+        found[-1].message
+        == "4900 more problem(s) not shown (4900 error(s)); fix the ones above first"
+    )
+
+
+def test_problems_show_no_control_characters() -> None:
+    files = ConfigFiles("f", json.dumps([{"ref": "\x1b[2J", "\x1b[31mx" * 30: 1}]), None, None)
+    with pytest.raises(ConfigError) as info:
+        build_config(files, env={})
+    for p in info.value.problems:
+        assert str(p).isprintable(), str(p)
+        assert len(str(p)) < 300
