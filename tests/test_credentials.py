@@ -2,6 +2,7 @@
 
 import base64
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from devstack.images import RegistryClient, push_synthetic
 from devstack.stack import AUTH_USER, Stack, write_docker_secret
 from jcp.model.credentials import CredentialError, RegistryAuth, parse_docker_config
 from jcp.runtime.docker import auth_header
-from jcp.secrets import resolve
+from jcp.secrets import read_secret, resolve
 from tests.conftest import image_present
 
 PASSWORD = "s3cr3t-Value-42"
@@ -81,9 +82,41 @@ def test_errors_name_secret_and_host_never_the_value(data: bytes, why: str) -> N
         parse_docker_config(data, "my-secret", "quay.io")
     text = str(info.value)
     assert why in text
-    assert "secret 'my-secret' for registry quay.io" in text
+    assert text.startswith("secret 'my-secret' for registry quay.io is invalid: ")
+    assert info.value.invalid
     assert PASSWORD not in text
     assert PASSWORD not in repr(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b'{"auths": {"quay.io": {"auth": ' + b"9" * 5000 + b"}}}", "longer than 100 digits"),
+        (b'{"auths": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested deeper than 64 levels"),
+        (b'{"auths": {"quay.io": {"auth": NaN}}}', "NaN at line 1 column 32"),
+        (b'{"auths": {}, "%s": 1, "%s": 2}' % (PASSWORD.encode(), PASSWORD.encode()),
+         "duplicate key at line 1 column 37: a key may appear only once in an object"),
+        (cfg({PASSWORD: {"auth": b64("u:p")}}), "(it has: none; 1 other key(s))"),
+        (b'{"auths": {"quay.io": {"auth": "\xff"}}}', "not UTF-8 text"),
+        (b"", "empty"),
+        (b"{" + b" " * (1 << 20) + b"}", "larger than 1 MiB"),
+    ],
+    ids=["huge-number", "deep", "nan", "duplicate-key", "password-as-host", "utf8", "empty", "big"],
+)  # fmt: skip
+def test_hostile_files_are_invalid_secrets(data: bytes, why: str) -> None:
+    """Issue 10: a 5000-digit `auth` crashed jcp; now any file is an invalid secret (no value)."""
+    with pytest.raises(CredentialError) as info:
+        parse_docker_config(data, "my-secret", "quay.io")
+    assert str(info.value).startswith("secret 'my-secret' for registry quay.io is invalid: ")
+    assert why in str(info.value)
+    assert PASSWORD.lower() not in str(info.value).lower()
+
+
+def test_bom_is_accepted() -> None:
+    auth = parse_docker_config(
+        b"\xef\xbb\xbf" + cfg({"quay.io": {"auth": b64("u:p")}}), "s", "quay.io"
+    )
+    assert (auth.username, auth.password) == ("u", "p")
 
 
 def test_auth_repr_hides_values() -> None:
@@ -93,8 +126,38 @@ def test_auth_repr_hides_values() -> None:
 
 
 async def test_missing_secret(tmp_path: Path) -> None:
-    with pytest.raises(CredentialError, match="secret not mounted"):
+    with pytest.raises(CredentialError, match="secret not mounted") as info:
         await resolve(tmp_path, "absent", "quay.io")
+    assert not info.value.invalid
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "large", "unreadable", "not-a-directory"])
+async def test_unreadable_secret_files(tmp_path: Path, kind: str) -> None:
+    """Every way a mount can be wrong is a CredentialError naming the path; a FIFO never blocks."""
+    path = tmp_path / "reg" / "config.json"
+    if kind == "not-a-directory":
+        (tmp_path / "reg").write_text("x")
+    else:
+        path.parent.mkdir()
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "large":
+        with path.open("wb") as f:
+            f.truncate((1 << 20) + 1)
+    elif kind == "unreadable":
+        path.symlink_to("/proc/self/mem")  # opens, and reading offset 0 fails with EIO
+    with pytest.raises(CredentialError) as info:
+        await read_secret(tmp_path, "reg", "q.io")
+    expected = {
+        "directory": f": cannot read {path}: not a regular file",
+        "fifo": f": cannot read {path}: not a regular file",
+        "large": f" is invalid: {path} is larger than 1 MiB, the most a Secret can hold",
+        "unreadable": f": cannot read {path}: Input/output error",
+        "not-a-directory": f": cannot read {path}: Not a directory",
+    }
+    assert str(info.value) == "secret 'reg' for registry q.io" + expected[kind]
 
 
 async def test_dockerconfigjson_name_and_rotation(tmp_path: Path) -> None:
