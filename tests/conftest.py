@@ -17,6 +17,7 @@ from devstack.kubelet import write_volume
 from devstack.proxy import ThrottleProxy
 from devstack.services import free_port
 from devstack.stack import AUTH_USER, Stack, write_docker_secret
+from tests.cri_fixtures import containerd, cri  # noqa: F401 - fixtures for the session
 from tests.jcp_process import JcpProcess
 
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Regenerate the CRI v1 stubs in jcp/runtime/cri_api/ from the vendored api.proto (k8s.io/cri-api
+# v0.36.3, pkg/apis/runtime/v1/api.proto, Apache-2.0, licence header kept in the file).
+# --check: regenerate into a temporary directory and fail (exit 1) if the committed stubs differ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+out=jcp/runtime/cri_api
+gen() {
+  local dest=$1
+  mkdir -p "$dest/jcp/runtime/cri_api"
+  cp "$out/api.proto" "$dest/jcp/runtime/cri_api/api.proto"
+  (cd "$dest" && "$python" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
+    --grpc_python_out=. jcp/runtime/cri_api/api.proto)
+}
+if [ "${1:-}" = "--check" ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  gen "$tmp"
+  for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py; do
+    if ! cmp -s "$tmp/jcp/runtime/cri_api/$f" "$out/$f"; then
+      echo "$out/$f differs from what scripts/gen-cri.sh generates: run scripts/gen-cri.sh" >&2
+      exit 1
+    fi
+  done
+  echo "CRI stubs match api.proto"
+  exit 0
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+gen "$tmp"
+cp "$tmp/jcp/runtime/cri_api/"api_pb2.py "$tmp/jcp/runtime/cri_api/"api_pb2.pyi "$tmp/jcp/runtime/cri_api/"api_pb2_grpc.py "$out/"
+echo "regenerated $out"

@@ -1,0 +1,31 @@
+"""A real containerd for the test session, sending the session's loopback registries over HTTP."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.containerd import Containerd
+from devstack.stack import Stack
+from jcp.runtime.cri import CriRuntime
+
+
+@pytest.fixture(scope="session")
+def containerd(stack: Stack) -> Iterator[Containerd]:
+    # Short paths: the unix socket path must stay under 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="jcpc-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
+    c = Containerd(root, registries=[stack.open_registry.host, stack.auth_registry.host])
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+async def cri(containerd: Containerd) -> AsyncIterator[CriRuntime]:
+    runtime = CriRuntime(containerd.endpoint)
+    yield runtime
+    await runtime.close()

@@ -1,0 +1,129 @@
+"""The CRI adapter against a real containerd: pulls, credentials, manifest lists, and the error
+texts containerd really returns, each mapped to its failure class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from devstack.containerd import Containerd
+from devstack.images import RegistryClient, make_layer, push_synthetic
+from devstack.stack import AUTH_USER, Stack
+from jcp.model.credentials import RegistryAuth
+from jcp.model.failures import Reason
+from jcp.model.refs import parse_reference
+from jcp.runtime.base import RuntimeFailure
+from jcp.runtime.cri import CriRuntime
+
+
+async def failure_of(cri: CriRuntime, ref: str, auth: RegistryAuth | None = None) -> RuntimeFailure:
+    with pytest.raises(RuntimeFailure) as caught:
+        await cri.pull(parse_reference(ref), auth=auth, platform=None, on_progress=None)
+    print(f"{ref}: {caught.value.failure.reason}: {caught.value.failure.message}")
+    return caught.value
+
+
+async def test_info_list_and_fs_usage(cri: CriRuntime, containerd: Containerd) -> None:
+    info = await cri.info()
+    assert (info.kind, info.name, info.reports_progress) == ("cri", "containerd", False)
+    assert info.version.startswith("1.")
+    assert info.arch == "amd64"
+    usage = await cri.fs_usage()
+    assert usage is not None
+    assert usage.mountpoint is not None
+    assert str(containerd.root) in usage.mountpoint
+    assert isinstance(await cri.list_images(), list)
+
+
+async def test_public_pull_status_and_remove(
+    cri: CriRuntime, open_client: RegistryClient, unique: Callable[[str], str]
+) -> None:
+    pushed = push_synthetic(open_client, unique("cri"), "1", layers=2, layer_size=100_000)
+    image = parse_reference(pushed.reference)
+    assert await cri.image_status(image) is None
+    pulled = await cri.pull(image, auth=None, platform="linux/amd64", on_progress=None)
+    assert pulled.newer
+    assert pulled.digest == pushed.digest
+    assert pulled.bytes >= 200_000
+    status = await cri.image_status(image)
+    assert status is not None
+    assert pushed.reference in status.repo_tags
+    again = await cri.pull(image, auth=None, platform=None, on_progress=None)
+    assert not again.newer
+    assert again.bytes == 0
+    await cri.remove(image)
+    assert await cri.image_status(image) is None
+    await cri.remove(image)  # absent is fine
+
+
+async def test_private_pull_with_and_without_credentials(
+    cri: CriRuntime, stack: Stack, auth_client: RegistryClient, unique: Callable[[str], str]
+) -> None:
+    pushed = push_synthetic(auth_client, unique("cripriv"), "1")
+    host = stack.auth_registry.host
+    password = stack.auth_registry.password or ""
+    none = await failure_of(cri, pushed.reference)
+    assert none.failure.reason == Reason.AUTH
+    wrong = await failure_of(cri, pushed.reference, RegistryAuth(host, AUTH_USER, "wrong"))
+    assert wrong.failure.reason == Reason.AUTH
+    assert "wrong" not in wrong.failure.message
+    good = RegistryAuth(host, AUTH_USER, password)
+    pulled = await cri.pull(
+        parse_reference(pushed.reference), auth=good, platform=None, on_progress=None
+    )
+    assert pulled.newer
+    assert await cri.image_status(parse_reference(pushed.reference)) is not None
+
+
+async def test_missing_image_and_missing_platform(
+    cri: CriRuntime, open_client: RegistryClient, unique: Callable[[str], str]
+) -> None:
+    missing = await failure_of(cri, f"{open_client.host}/{unique('nope')}:1")
+    assert missing.failure.reason == Reason.NOT_FOUND
+    repo = unique("t")
+    push_synthetic(open_client, repo, "1")
+    tag = await failure_of(cri, f"{open_client.host}/{repo}:2")  # the repository, not the tag
+    assert tag.failure.reason == Reason.NOT_FOUND
+    arm = open_client.push_multiarch(unique("armlist"), "1", {"arm64": [make_layer(1024)]})
+    platform = await failure_of(cri, arm.reference)
+    assert platform.failure.reason == Reason.PLATFORM
+
+
+async def test_manifest_list_resolves_to_the_node(
+    cri: CriRuntime, open_client: RegistryClient, unique: Callable[[str], str]
+) -> None:
+    multi = open_client.push_multiarch(
+        unique("crimulti"), "1", {a: [make_layer(2048)] for a in ("amd64", "arm64")}
+    )
+    pulled = await cri.pull(
+        parse_reference(multi.reference), auth=None, platform=None, on_progress=None
+    )
+    assert pulled.newer
+    assert pulled.digest == multi.digest
+
+
+async def test_runtime_down_then_back(
+    containerd: Containerd, open_client: RegistryClient, unique: Callable[[str], str]
+) -> None:
+    ref = push_synthetic(open_client, unique("down"), "1").reference
+    containerd.kill()
+    runtime = CriRuntime(containerd.endpoint)
+    try:
+        with pytest.raises(RuntimeFailure) as caught:
+            await runtime.info()
+        print(f"down: {caught.value.failure.message}")
+        assert caught.value.down
+        down = await failure_of(runtime, ref)
+        assert down.down
+    finally:
+        containerd.start()
+        await runtime.close()
+    back = CriRuntime(containerd.endpoint)
+    try:
+        assert (await back.info()).name == "containerd"
+        assert (
+            await back.pull(parse_reference(ref), auth=None, platform=None, on_progress=None)
+        ).newer
+    finally:
+        await back.close()
