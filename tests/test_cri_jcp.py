@@ -1,0 +1,115 @@
+"""`jcp once` and `jcp run` warming a real containerd's CRI image store: what the kubelet sees.
+
+Presence is checked through CRI ImageStatus (a client of our own), never through jcp's view."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from devstack.containerd import Containerd
+from devstack.images import RegistryClient, make_layer, push_synthetic
+from devstack.stack import AUTH_USER, Stack, write_docker_secret
+from jcp.model.refs import parse_reference
+from jcp.runtime.cri import CriRuntime
+from tests.conftest import entry, publish, wait_for
+from tests.jcp_process import JcpProcess, engine_args
+
+Start = Callable[..., JcpProcess]
+
+
+def cri_args(containerd: Containerd) -> list[str]:
+    return ["--runtime", "cri", "--runtime-endpoint", containerd.endpoint]
+
+
+async def present(cri: CriRuntime, ref: str) -> bool:
+    return await cri.image_status(parse_reference(ref)) is not None
+
+
+async def test_once_warms_containerd(
+    tmp_path: Path,
+    stack: Stack,
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    auth_client: RegistryClient,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    public = push_synthetic(open_client, unique("cpub"), "1").reference
+    private = push_synthetic(auth_client, unique("cpriv"), "1").reference
+    multi = open_client.push_multiarch(
+        unique("cmulti"), "1", {a: [make_layer(2048)] for a in ("amd64", "arm64")}
+    ).reference
+    missing = f"{open_client.host}/{unique('cmiss')}:1"
+    denied = push_synthetic(auth_client, unique("cdenied"), "1").reference
+    root = tmp_path / "docker"
+    host, password = stack.auth_registry.host, stack.auth_registry.password or ""
+    write_docker_secret(root, "good", host, AUTH_USER, password)
+    write_docker_secret(root, "bad", host, AUTH_USER, "wrong-password")
+    cfg = publish(
+        tmp_path / "config",
+        [
+            entry(public),
+            entry(private, private=True, config="good"),
+            {"ref": "m", "registry": open_client.host, "arch": {"amd64": multi, "arm64": multi}},
+            entry(missing),
+            entry(denied, private=True, config="bad"),
+        ],
+    )
+    run = jcp("once", [*engine_args(cfg, root), *cri_args(containerd)])
+    assert await run.wait_exit() == 1, run.text()
+    text = run.text()
+    assert "runtime: CRI runtime at unix://" in text
+    assert "3 pulled, 0 up to date, 0 skipped, 2 failed" in text
+    for ref in (public, private, multi):
+        assert await present(cri, ref), ref
+    assert re.search(rf"failed pulling {re.escape(missing)} from .*: not_found: ", text)
+    assert re.search(rf"failed pulling {re.escape(denied)} from .*: auth: .*401 Unauthorized", text)
+    assert password not in text
+    assert "wrong-password" not in text
+    # Present now: a second sweep is up to date without pulling anything new.
+    again = jcp("once", [*engine_args(cfg, root), *cri_args(containerd), "--log-level", "debug"])
+    assert await again.wait_exit() == 1
+    assert "0 pulled, 3 up to date" in again.text()
+
+
+async def test_run_reloads_outlasts_a_containerd_restart_and_reports(
+    tmp_path: Path,
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    refs = [
+        push_synthetic(open_client, unique("crun"), "1", layer_size=300_000).reference
+        for _ in range(6)
+    ]
+    cfg = publish(tmp_path / "config", [entry(refs[0])], interval="1")
+    run = jcp("run", [*engine_args(cfg, docker_root, concurrency=2), *cri_args(containerd)])
+    await run.wait_line(f"Pulled {re.escape(refs[0])}", timeout=30)
+    # Hot reload: five more images; containerd is killed while they are being pulled.
+    publish(cfg, [entry(r) for r in refs], interval="1")
+    await run.wait_line(f"Pulling {re.escape(refs[1])}", timeout=10)
+    containerd.kill()
+    await run.wait_line(r"unreachable|went away", timeout=20)
+    containerd.start()
+    for ref in refs:
+        await wait_for(lambda ref=ref: present(cri, ref), timeout=60, what=f"{ref} in containerd")
+    assert run.proc.poll() is None
+    assert run.http is not None
+    async with aiohttp.ClientSession() as s:
+        async with s.get(run.http + "/status") as resp:
+            status = json.loads(await resp.text())
+        async with s.get(run.http + "/metrics") as resp:
+            metrics = await resp.text()
+    assert status["runtime"]["kind"] == "cri"
+    assert status["runtime"]["name"] == "containerd"
+    assert status["disk_guard"]["path"].startswith(str(containerd.root))
+    assert re.search(r'jcp_runtime_info\{.*kind="cri".*name="containerd"', metrics), metrics
