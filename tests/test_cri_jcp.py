@@ -100,8 +100,11 @@ async def test_run_reloads_outlasts_a_containerd_restart_and_reports(
     containerd.kill()
     await run.wait_line(r"unreachable|went away", timeout=20)
     containerd.start()
-    for ref in refs:
-        await wait_for(lambda ref=ref: present(cri, ref), timeout=60, what=f"{ref} in containerd")
+
+    async def all_present() -> bool:
+        return all([await present(cri, ref) for ref in refs])
+
+    await wait_for(all_present, timeout=60, what="every image in containerd")
     assert run.proc.poll() is None
     assert run.http is not None
     async with aiohttp.ClientSession() as s:
