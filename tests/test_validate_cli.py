@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.nasty_inputs import NASTY_CONFIGS, make
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -75,7 +77,14 @@ def test_bad_engine_arguments_are_usage_errors(tmp_path: Path) -> None:
         (["once", "--concurrency", "0"], {}, "--concurrency: expected a whole number >= 1"),
         (["once", "--min-free", "200%"], {}, "--min-free: percentage must be in [0, 100)"),
         (["once", "--arch", "mips"], {}, "--arch: unknown architecture 'mips'"),
-        (["once", "--interval", "-5"], {}, "--interval: expected a positive number"),
+        (
+            ["once", "--interval", "-5"],
+            {},
+            (
+                "--interval: expected a plain number of seconds such as 300 or 2.5, "
+                'from 1 to 604800 seconds (7 days); got "-5"'
+            ),
+        ),
     ]
     for args, env, message in cases:
         out = subprocess.run([sys.executable, "-m", "jcp", *args], capture_output=True, text=True,
@@ -83,3 +92,40 @@ def test_bad_engine_arguments_are_usage_errors(tmp_path: Path) -> None:
         assert out.returncode == 2, (args, out.stderr)
         assert message in out.stderr, (args, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+def test_nasty_files_never_traceback(tmp_path: Path) -> None:
+    """Issue 10: every case of the nasty corpus, through the real CLI: exit 2 (0 for a BOM) and
+    the problem, never a traceback. The processes run at once to keep the test short."""
+    runs = {}
+    for name, (image, interval, _) in NASTY_CONFIGS.items():
+        d = tmp_path / name
+        d.mkdir()
+        make(d / "image.config", image)
+        make(d / "interval", interval)
+        runs[name] = subprocess.Popen(
+            [sys.executable, "-m", "jcp", "validate", str(d)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    for name, proc in runs.items():
+        out, err = proc.communicate(timeout=120)
+        expected = NASTY_CONFIGS[name][2]
+        assert err == "", (name, err)
+        if expected == "ok":
+            assert proc.returncode == 0, (name, out)
+            continue
+        assert proc.returncode == 2, (name, out)
+        assert expected in out, (name, out)
+        assert out.rstrip().endswith("error(s)"), (name, out)
+
+
+def test_undecodable_path_is_printed_escaped(tmp_path: Path) -> None:
+    path = os.fsencode(tmp_path) + b"/caf\xe9"
+    out = subprocess.run(
+        [sys.executable, "-m", "jcp", "validate", path], capture_output=True, check=False
+    )
+    assert out.returncode == 2, out
+    assert out.stderr == b""
+    assert b"caf\\udce9: no such file or directory" in out.stdout
