@@ -328,10 +328,18 @@ def test_problems_are_capped(tmp_path: Path) -> None:
     """A hostile 1 MiB file must not become half a million problems (and log lines)."""
     found = problems(write(tmp_path, [{"ref": "A"}] * 5000), warnings=True)
     assert len(found) == MAX_PROBLEMS + 1
-    assert (
-        found[-1].message
-        == "4900 more problem(s) not shown (4900 error(s)); fix the ones above first"
+    assert found[-1].message == (
+        "1 more problem(s) not shown (1 error(s)); stopped checking at entry 101 of 5000; "
+        "fix the ones above first"
     )
+
+
+def test_warnings_alone_do_not_stop_the_check(tmp_path: Path) -> None:
+    """Past the cap, warnings only: every entry is still parsed, and the config is accepted."""
+    config = load_config(write(tmp_path, [{"ref": f"a{i}", "odd": 1} for i in range(300)]), env={})
+    assert len(config.entries) == 300
+    assert len(config.warnings) == MAX_PROBLEMS + 1
+    assert config.warnings[-1].message.startswith("200 more problem(s) not shown (0 error(s));")
 
 
 def test_problems_show_no_control_characters() -> None:

@@ -84,22 +84,31 @@ class _Problems(list[Problem]):
 
     def __init__(self) -> None:
         super().__init__()
+        self.errors = 0
         self.more = 0
         self.more_errors = 0
+        self.stopped = ""
 
     def append(self, problem: Problem) -> None:
+        self.errors += problem.severity == "error"
         if len(self) < MAX_PROBLEMS:
             super().append(problem)
             return
         self.more += 1
         self.more_errors += problem.severity == "error"
 
+    @property
+    def hopeless(self) -> bool:
+        """Over the cap, with an error: rejected whatever the rest holds, so checking it is moot
+        (and a 1 MiB list of half a million bad entries would cost seconds)."""
+        return self.more > 0 and self.errors > 0
+
     def result(self, file: str) -> list[Problem]:
         if not self.more:
             return list(self)
         summary = Problem(
             file,
-            f"{self.more} more problem(s) not shown ({self.more_errors} error(s)); "
+            f"{self.more} more problem(s) not shown ({self.more_errors} error(s)){self.stopped}; "
             "fix the ones above first",
             severity="error" if self.more_errors else "warning",
         )
@@ -418,6 +427,9 @@ def parse_images(text: str, file: str) -> tuple[list[ImageEntry], list[Problem]]
         problems.append(Problem(file, "no images configured", severity="warning"))
     entries: list[ImageEntry] = []
     for index, obj in enumerate(data):
+        if problems.hopeless:
+            problems.stopped = f"; stopped checking at entry {index} of {len(data)}"
+            break
         entry = _EntryParser(file, index, problems).parse(obj)
         if entry is not None:
             entries.append(entry)
