@@ -34,7 +34,8 @@ class Containerd:
     root: Path
     registries: list[str] = field(default_factory=list)
     """Registry hosts (host:port) served over plain HTTP."""
-    snapshotter: str = "overlayfs"
+    snapshotter: str | None = None
+    """None: overlayfs (what nodes use; works as root here), else `native` if it cannot load."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,7 +61,12 @@ class Containerd:
             '  capabilities = ["pull", "resolve"]\n  skip_verify = true\n'
         )
 
-    def _write_config(self) -> None:
+    @property
+    def ingest_dir(self) -> Path:
+        """Where containerd keeps partial downloads: non-empty while a pull is transferring."""
+        return self.root / "root" / "io.containerd.content.v1.content" / "ingest"
+
+    def _write_config(self, snapshotter: str) -> None:
         r = self.root
         disabled = ", ".join(f'"{p}"' for p in _DISABLED)
         self.config.write_text(
@@ -82,7 +88,7 @@ disabled_plugins = [{disabled}]
   disable_tcp_service = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "{self.snapshotter}"
+    snapshotter = "{snapshotter}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{r / "cni-bin"}"
     conf_dir = "{r / "cni-conf"}"
@@ -91,14 +97,28 @@ disabled_plugins = [{disabled}]
 """
         )
 
-    def answers(self) -> bool:
+    def version(self) -> grpc.StatusCode | None:
+        """The status of a CRI Version call: OK when the CRI plugin serves, None if no answer.
+
+        UNIMPLEMENTED means containerd runs without its CRI plugin (it failed to load, e.g.
+        because its snapshotter did not).
+        """
         try:
             with grpc.insecure_channel(self.endpoint) as channel:
-                stub = api_pb2_grpc.ImageServiceStub(channel)  # type: ignore[no-untyped-call]
-                stub.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=2)
-        except grpc.RpcError:
-            return False
-        return True
+                call = channel.unary_unary(
+                    "/runtime.v1.RuntimeService/Version",
+                    request_serializer=api_pb2.VersionRequest.SerializeToString,
+                    response_deserializer=api_pb2.VersionResponse.FromString,
+                )
+                call(api_pb2.VersionRequest(), timeout=2)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            return None if code in (None, grpc.StatusCode.UNAVAILABLE) else code
+        return grpc.StatusCode.OK
+
+    def answers(self) -> bool:
+        """Up and decided: the CRI serves, or is known not to (not "not initialized yet")."""
+        return self.version() in (grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED)
 
     def start(self, timeout: float = 60) -> None:
         if shutil.which("containerd") is None:
@@ -107,16 +127,24 @@ disabled_plugins = [{disabled}]
         for host in list(self.registries):
             self.add_registry(host)
         (self.root / "certs.d").mkdir(exist_ok=True)
-        self._write_config()
         log = self.root / "containerd.log"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                ["containerd", "--config", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _wait(self.answers, "containerd", log, timeout, self.proc)
+        for snapshotter in [self.snapshotter] if self.snapshotter else ["overlayfs", "native"]:
+            self._write_config(snapshotter)
+            with log.open("ab") as out:
+                self.proc = subprocess.Popen(
+                    ["containerd", "--config", str(self.config)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            _wait(self.answers, "containerd", log, timeout, self.proc)
+            status = self.version()
+            if status == grpc.StatusCode.OK:
+                self.snapshotter = snapshotter
+                return
+            _stop(self.proc)
+            self.proc = None
+        raise StackError(f"containerd's CRI plugin did not load: {status} (log: {log})")
 
     def stop(self) -> None:
         if self.proc is not None:
