@@ -29,17 +29,78 @@ from tests.conftest import image_present
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.31.0"
+SUPPORTED_K8S = ("1.28.0", "1.31.0", "1.34.0")  # the README's support table
+VARIANTS = ("k8s", "k8s/variants/docker", "k8s/variants/cri-o", "lifecycle")
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        pytest.fail("kubectl is needed to render k8s/ (it ships kustomize)")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True
+    )
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def render_variant(name: str, tmp: Path) -> list[dict[str, Any]]:
+    """A variant as a user deploys it; `lifecycle` is k8s/ with its component uncommented."""
+    if name != "lifecycle":
+        return render(ROOT / name)
+    copy = tmp / "k8s"
+    shutil.copytree(ROOT / "k8s", copy)
+    kust = copy / "kustomization.yaml"
+    text = kust.read_text()
+    enabled = text.replace("# components:", "components:").replace(
+        "#   - components/node-lifecycle", "  - components/node-lifecycle"
+    )
+    assert enabled != text, "k8s/kustomization.yaml lost its commented node-lifecycle component"
+    kust.write_text(enabled)
+    return render(copy)
 
 
 @pytest.fixture(scope="module")
 def rendered() -> list[dict[str, Any]]:
-    """`kubectl kustomize k8s/`: what `kubectl apply -k k8s/` would send."""
-    if shutil.which("kubectl") is None:
-        pytest.fail("kubectl is needed to render k8s/ (it ships kustomize)")
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "k8s")], capture_output=True, text=True, check=True
-    )
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+    """`kubectl kustomize k8s/`: what `kubectl apply -k k8s/` would send (containerd)."""
+    return render(ROOT / "k8s")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_validates_and_starts_on_any_node(variant: str, tmp_path: Path) -> None:
+    docs = render_variant(variant, tmp_path)
+    for doc in docs:
+        for version in SUPPORTED_K8S:
+            kubernetes_validate.validate(doc, version, strict=True)
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    for vol in pod["volumes"]:
+        # Socket, File or Directory would keep the pod in ContainerCreating on a node without
+        # that path (a containerd node has no docker.sock).
+        if "hostPath" in vol:
+            assert vol["hostPath"].get("type", "") in ("", "DirectoryOrCreate"), vol
+    args = _build_parser().parse_args(container(docs)["args"])
+    mounts = {m["mountPath"] for m in container(docs)["volumeMounts"]}
+    socket_dir = str(Path(args.runtime_endpoint.removeprefix("unix://")).parent)
+    assert socket_dir in mounts
+    assert str(args.disk_path) in mounts
+    expected = {
+        "k8s": ("cri", "/run/containerd/containerd.sock"),
+        "lifecycle": ("cri", "/run/containerd/containerd.sock"),
+        "k8s/variants/cri-o": ("cri", "/run/crio/crio.sock"),
+        "k8s/variants/docker": ("docker", "/host/docker-run/docker.sock"),
+    }[variant]
+    assert (args.runtime, args.runtime_endpoint) == (expected[0], f"unix://{expected[1]}")
+    rbac = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
+    if variant == "lifecycle":
+        (role,) = rbac
+        assert role["rules"] == [
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}
+        ]
+        assert pod["automountServiceAccountToken"] is True
+        assert args.node_label
+        assert args.untaint
+        assert str(args.ledger.parent) in mounts
+    else:
+        assert not rbac
+        assert pod["automountServiceAccountToken"] is False
 
 
 def kind(docs: list[dict[str, Any]], k: str) -> dict[str, Any]:
@@ -52,10 +113,8 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(c)
 
 
-def test_manifests_validate_against_kubernetes_schemas(rendered: list[dict[str, Any]]) -> None:
+def test_default_is_configmap_and_daemonset(rendered: list[dict[str, Any]]) -> None:
     assert {d["kind"] for d in rendered} == {"ConfigMap", "DaemonSet"}
-    for doc in rendered:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
 def test_daemonset_invariants(rendered: list[dict[str, Any]]) -> None:
@@ -336,6 +395,9 @@ async def test_container_runs_as_the_daemonset_says(
 ) -> None:
     public = push_synthetic(open_client, unique("pod-pub"), "1").reference
     private = push_synthetic(auth_client, unique("pod-priv"), "1").reference
+    # The Docker variant, against the session's dockerd (the CRI path is proven on containerd by
+    # tests/test_cri_jcp.py); its hostPaths map to the session daemon's directories.
+    rendered = render(ROOT / "k8s" / "variants" / "docker")
     c = container(rendered)
     pod = kind(rendered, "DaemonSet")["spec"]["template"]["spec"]
     cm = kind(rendered, "ConfigMap")
@@ -384,8 +446,8 @@ async def test_container_runs_as_the_daemonset_says(
             write_volume(
                 src, {i["path"]: content for i in items if i["key"] == ".dockerconfigjson"}
             )
-        elif vol.get("hostPath", {}).get("path") == "/var/run/docker.sock":
-            src = stack.dockerd.socket
+        elif vol.get("hostPath", {}).get("path") == "/var/run":
+            src = stack.dockerd.socket.parent
         elif vol.get("hostPath", {}).get("path") == "/var/lib/docker":
             src = stack.dockerd.data_root
         else:
