@@ -3,18 +3,21 @@ texts containerd really returns, each mapped to its failure class."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
 from devstack.containerd import Containerd
 from devstack.images import RegistryClient, make_layer, push_synthetic
+from devstack.proxy import ThrottleProxy
 from devstack.stack import AUTH_USER, Stack
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Reason
 from jcp.model.refs import parse_reference
 from jcp.runtime.base import RuntimeFailure
 from jcp.runtime.cri import CriRuntime
+from tests.conftest import wait_for
 
 
 async def failure_of(cri: CriRuntime, ref: str, auth: RegistryAuth | None = None) -> RuntimeFailure:
@@ -127,3 +130,45 @@ async def test_runtime_down_then_back(
         ).newer
     finally:
         await back.close()
+
+
+async def test_killed_mid_pull_is_down_then_the_same_runtime_recovers(
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
+) -> None:
+    repo = unique("midpull")
+    push_synthetic(open_client, repo, "1", layers=1, layer_size=4 << 20)
+    slow = proxy(rate=256 * 1024)  # 16 s for the layer: it is in flight when containerd dies
+    containerd.add_registry(slow.host)
+    pulling = asyncio.ensure_future(
+        cri.pull(
+            parse_reference(f"{slow.host}/{repo}:1"), auth=None, platform=None, on_progress=None
+        )
+    )
+    try:
+        await wait_for(lambda: any(containerd.ingest_dir.glob("*")), what="a partial download")
+        containerd.kill()
+        with pytest.raises(RuntimeFailure) as caught:
+            await pulling
+    finally:
+        pulling.cancel()
+        if containerd.proc is None:
+            containerd.start()
+    print(f"killed mid-pull: {caught.value.failure.reason}: {caught.value.failure.message}")
+    assert caught.value.down
+    # The same runtime (one channel for jcp's life) sees the restarted containerd within seconds.
+    await wait_for(lambda: answers(cri), timeout=10, what="containerd back on the same channel")
+    image = parse_reference(f"{open_client.host}/{repo}:1")
+    assert (await cri.pull(image, auth=None, platform=None, on_progress=None)).newer
+    assert await cri.image_status(image) is not None
+
+
+async def answers(cri: CriRuntime) -> bool:
+    try:
+        await cri.info()
+    except RuntimeFailure:
+        return False
+    return True

@@ -1,17 +1,26 @@
 """The CRI's failures, mapped into the model's classes: used only by the CRI adapter.
 
 A gRPC status code says whether the runtime itself answered (UNAVAILABLE: the socket is gone or
-refuses: the runtime is down, wait for it); the text (containerd wraps the registry's answer in
-an UNKNOWN status) says why a pull failed. The patterns below are what Debian's containerd 1.6
-actually returned in tests/test_cri_runtime.py (run it with -s to see them), e.g.:
+refuses, or the runtime died mid-call: the runtime is down, wait for it); the text (containerd
+wraps the registry's answer) says why a pull failed. These are the texts Debian's containerd
+1.6.20 returned (tests/test_cri_runtime.py and tests/test_cri_choose.py, run with -s, print
+them; R is the registry host:port):
 
-- auth: `failed to pull and unpack image "R/x:1": failed to resolve reference "R/x:1": pulling
-  from host R failed with status code [manifests 1]: 401 Unauthorized` (no or wrong password)
-- not_found: `... failed to resolve reference "R/x:1": R/x:1: not found` (repository or tag)
-- platform: `failed to pull and unpack image "R/x:1": no match for platform in manifest: not
-  found` (checked before not_found: it ends in "not found" too)
-- runtime down: status UNAVAILABLE, `failed to connect to all addresses; last error: ...
-  Connection refused` (containerd killed)
+- auth (status UNKNOWN), both without credentials and with a wrong user or password:
+  `failed to pull and unpack image "R/x:1": failed to resolve reference "R/x:1": pulling from
+  host R failed with status code [manifests 1]: 401 Unauthorized`
+- not_found (status NOT_FOUND), a missing repository, tag or digest: `failed to pull and unpack
+  image "R/x:1": failed to resolve reference "R/x:1": R/x:1: not found`
+- platform (status NOT_FOUND), a manifest list without the node's platform: `failed to pull and
+  unpack image "R/x:1": no match for platform in manifest: not found` (matched before not_found)
+- daemon, containerd killed (status UNAVAILABLE): before the call `failed to connect to all
+  addresses; last error: FAILED_PRECONDITION: unix:/path.sock: connect failed: addr:
+  unix:/path.sock error: Connection refused` (`No such file or directory` when the socket file
+  is gone), and during a pull `Stream removed (Socket closed)`
+- registry (status UNKNOWN), the registry refuses connections: `failed to pull and unpack image
+  "R/x/y:1": failed to resolve reference "R/x/y:1": failed to do request: Head
+  "http://R/v2/x/y/manifests/1": dial tcp R: connect: connection refused`; the call's own
+  deadline: DEADLINE_EXCEEDED `Deadline Exceeded`
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ import re
 import grpc
 
 from jcp.model.failures import Failure, Reason
+
+_CONNECT_ERROR = re.compile(r"connect failed: .* error: ([^;]+)$")
 
 _PATTERNS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern, re.IGNORECASE))
@@ -47,6 +58,9 @@ def classify(exc: grpc.RpcError, endpoint: str) -> Failure:
     details = (exc.details() if hasattr(exc, "details") else None) or str(code)
     message = " ".join(details.split())
     if code == grpc.StatusCode.UNAVAILABLE:
+        # gRPC's connect failure names the socket twice; its last words are the cause.
+        if cause := _CONNECT_ERROR.search(message):
+            message = cause.group(1)
         return Failure(Reason.DAEMON, f"cannot reach the CRI runtime at {endpoint}: {message}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Failure(Reason.REGISTRY, f"the CRI call timed out: {message}")
