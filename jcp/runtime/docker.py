@@ -52,6 +52,9 @@ class _Layers:
 
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    partial: dict[str, int] = field(default_factory=dict)
+    """Per layer, the last count below its total: when a download breaks off, dockerd fills
+    the bar to 100 % and then says "Retrying in N seconds"; the bytes did not arrive."""
 
     def update(self, event: dict[str, Any]) -> bool:
         layer = event.get("id")
@@ -60,8 +63,13 @@ class _Layers:
             return False
         detail = event.get("progressDetail") or {}
         self.status[layer] = status
-        if status == "Downloading":
+        if status.startswith("Retrying"):
+            _, total = self.layers.get(layer, (0, 0))
+            self.layers[layer] = (self.partial.get(layer, 0), total)
+        elif status == "Downloading":
             current, total = int(detail.get("current", 0)), int(detail.get("total", 0))
+            if current < total:
+                self.partial[layer] = current
             self.layers[layer] = (current, max(total, current))
         elif status in ("Download complete", "Verifying Checksum"):
             _, total = self.layers.get(layer, (0, 0))
