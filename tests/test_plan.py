@@ -1,0 +1,339 @@
+"""The reconcile plan, by table: every rule of `decide`, `plan` and `Observed.from_images`.
+
+Runtime image lists are written the way runtimes write them (Docker's short `ubuntu:22.04`,
+the CRI's fully qualified names, `<none>` placeholders), so that normalisation is part of what
+is tested, not assumed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jcp.engine.plan import TAG_MOVED, Action, Observed, Refresh, decide, plan
+from jcp.model.config import ImageEntry, Target
+from jcp.model.refs import parse_reference
+from jcp.runtime.base import ImageStatus
+
+D1, D2, D3 = (f"sha256:{c * 64}" for c in "123")
+UBUNTU = "docker.io/library/ubuntu:22.04"
+
+
+def target(ref: str, index: int = 0) -> Target:
+    image = parse_reference(ref)
+    entry = ImageEntry(
+        index=index,
+        ref=ref,
+        registry=image.registry,
+        private=False,
+        secret="jarvice-docker",
+        arch=None,
+        default_ref=image,
+    )
+    return Target(image, entry)
+
+
+def image(*names: str) -> ImageStatus:
+    return ImageStatus(
+        id=f"id-{'|'.join(names)}",
+        repo_tags=tuple(n for n in names if "@" not in n),
+        repo_digests=tuple(n for n in names if "@" in n),
+    )
+
+
+def observed(*images: ImageStatus) -> Observed:
+    return Observed.from_images(images)
+
+
+# A Docker daemon holding ubuntu:22.04 at D1, written as `docker image inspect` writes it.
+DOCKER_UBUNTU = observed(image("ubuntu:22.04", f"ubuntu@{D1}"))
+NOTHING = observed()
+
+
+ROWS: list[tuple[str, str, Observed | None, str | None, Refresh, Action, str]] = [
+    # -- what the runtime holds is unknown or lacks the image: pull -----------------------
+    (
+        "runtime list unknown: pull",
+        UBUNTU,
+        None,
+        None,
+        Refresh.NEVER,
+        Action.PULL,
+        "runtime's images unknown",
+    ),
+    ("absent: pull", UBUNTU, NOTHING, None, Refresh.DIGEST, Action.PULL, "absent"),
+    ("absent, refresh never: pull", UBUNTU, NOTHING, D1, Refresh.NEVER, Action.PULL, "absent"),
+    (
+        "absent, remote digest known: pull",
+        UBUNTU,
+        NOTHING,
+        D1,
+        Refresh.DIGEST,
+        Action.PULL,
+        "absent",
+    ),
+    (
+        "another tag of the repository held: still absent",
+        "ubuntu:24.04",
+        DOCKER_UBUNTU,
+        D1,
+        Refresh.DIGEST,
+        Action.PULL,
+        "absent",
+    ),
+    (
+        "pinned, another digest held: absent",
+        f"ubuntu@{D2}",
+        DOCKER_UBUNTU,
+        None,
+        Refresh.DIGEST,
+        Action.PULL,
+        "absent",
+    ),
+    # -- pinned by digest and present: skip, whatever the mode, without any network -------
+    *[
+        (
+            f"pinned, present, refresh {mode}: skip",
+            f"ubuntu@{D1}",
+            DOCKER_UBUNTU,
+            None,
+            mode,
+            Action.SKIP,
+            "present, pinned by digest",
+        )
+        for mode in Refresh
+    ],
+    (
+        "pinned, present, fully qualified: skip",
+        f"docker.io/library/ubuntu@{D1}",
+        DOCKER_UBUNTU,
+        None,
+        Refresh.PULL,
+        Action.SKIP,
+        "present, pinned by digest",
+    ),
+    # -- a present tag, per refresh mode --------------------------------------------------
+    (
+        "tag present, refresh never: skip",
+        UBUNTU,
+        DOCKER_UBUNTU,
+        D2,
+        Refresh.NEVER,
+        Action.SKIP,
+        "present (--refresh never)",
+    ),
+    (
+        "tag present, refresh pull: the runtime checks the registry",
+        UBUNTU,
+        DOCKER_UBUNTU,
+        D1,
+        Refresh.PULL,
+        Action.PULL,
+        "present; the runtime checks the registry",
+    ),
+    (
+        "tag present, refresh digest, remote unknown: the runtime checks",
+        UBUNTU,
+        DOCKER_UBUNTU,
+        None,
+        Refresh.DIGEST,
+        Action.PULL,
+        "present; the runtime checks the registry",
+    ),
+    (
+        "tag present, remote digest equal: skip",
+        UBUNTU,
+        DOCKER_UBUNTU,
+        D1,
+        Refresh.DIGEST,
+        Action.SKIP,
+        "present, remote digest unchanged",
+    ),
+    (
+        "tag present, tag moved: pull",
+        UBUNTU,
+        DOCKER_UBUNTU,
+        D2,
+        Refresh.DIGEST,
+        Action.PULL,
+        TAG_MOVED,
+    ),
+    (
+        "config says ubuntu, runtime says docker.io/library/ubuntu:latest",
+        "ubuntu",
+        observed(image("docker.io/library/ubuntu:latest", f"docker.io/library/ubuntu@{D1}")),
+        D1,
+        Refresh.DIGEST,
+        Action.SKIP,
+        "present, remote digest unchanged",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "ref", "seen", "remote", "refresh", "action", "why"),
+    [pytest.param(*row, id=row[0]) for row in ROWS],
+)
+def test_decide(
+    case: str,
+    ref: str,
+    seen: Observed | None,
+    remote: str | None,
+    refresh: Refresh,
+    action: Action,
+    why: str,
+) -> None:
+    t = target(ref)
+    decision = decide(t, seen, remote, refresh)
+    assert (decision.action, decision.why) == (action, why), case
+    assert decision.target is t
+
+
+def test_decide_default_refresh_asks_the_runtime() -> None:
+    """Without a refresh mode a present tag goes to the runtime (the safe default)."""
+    decision = decide(target(UBUNTU), DOCKER_UBUNTU)
+    assert decision.action == Action.PULL
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Observed.holds compares whole ImageRefs: a `name:tag@digest` pin never matches "
+    "Docker's RepoDigests (`name@digest`), so a present pinned image is pulled every sweep",
+)
+def test_pinned_with_tag_and_digest_present_is_skipped() -> None:
+    """`ubuntu:22.04@sha256:...` (the form Renovate writes) names content by its digest; the
+    tag is decoration. Docker lists such an image as `ubuntu@sha256:...` only."""
+    decision = decide(target(f"ubuntu:22.04@{D1}"), DOCKER_UBUNTU, None, Refresh.DIGEST)
+    assert decision.action == Action.SKIP
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="digests_of() returns the digests of every image of the repository: a tag that "
+    "moved to content the node holds under another tag is judged unchanged and never re-pulled",
+)
+def test_tag_moved_to_content_held_under_another_tag_is_pulled() -> None:
+    """app:latest was pulled at D1; the registry moved latest to D2, which the node holds as
+    app:1.2. The local app:latest still points at D1: it must be pulled (cheap: layers are
+    present), or pods using app:latest with IfNotPresent run the old content forever."""
+    seen = observed(
+        image("reg.example.com/app:latest", f"reg.example.com/app@{D1}"),
+        image("reg.example.com/app:1.2", f"reg.example.com/app@{D2}"),
+    )
+    decision = decide(target("reg.example.com/app:latest"), seen, D2, Refresh.DIGEST)
+    assert (decision.action, decision.why) == (Action.PULL, TAG_MOVED)
+
+
+# -- Observed.from_images: the runtime's names, normalised -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "held"),
+    [
+        (("ubuntu:22.04",), [UBUNTU]),
+        ((f"ubuntu@{D1}",), [f"docker.io/library/ubuntu@{D1}"]),
+        ((f"docker.io/library/ubuntu@{D1}",), [f"ubuntu@{D1}"]),
+        (("index.docker.io/library/ubuntu:22.04",), [UBUNTU]),
+        (("registry-1.docker.io/library/ubuntu:22.04",), ["ubuntu:22.04"]),
+        (("jarvice/app:1",), ["docker.io/jarvice/app:1", "index.docker.io/jarvice/app:1"]),
+        (("localhost:5000/app:1",), ["localhost:5000/app:1"]),
+        (("REG.Example.COM/app:1",), ["reg.example.com/app:1"]),
+        (("reg.example.com:443/team/app:v1.2",), ["reg.example.com:443/team/app:v1.2"]),
+        (("ubuntu",), ["ubuntu:latest"]),
+    ],
+)
+def test_runtime_names_are_normalised(names: tuple[str, ...], held: list[str]) -> None:
+    seen = observed(image(*names))
+    for ref in held:
+        assert seen.holds(parse_reference(ref)), (names, ref)
+
+
+def test_docker_style_listing() -> None:
+    """`docker image inspect ubuntu:22.04`: RepoTags and RepoDigests both short."""
+    seen = DOCKER_UBUNTU
+    assert seen.holds(parse_reference(UBUNTU))
+    assert seen.holds(parse_reference(f"docker.io/library/ubuntu@{D1}"))
+    assert not seen.holds(parse_reference("ubuntu:latest"))
+    assert not seen.holds(parse_reference(f"ubuntu@{D2}"))
+    assert seen.digests_of(parse_reference("ubuntu:anything")) == {D1}
+    assert seen.digests_of(parse_reference("debian:12")) == frozenset()
+
+
+def test_digests_collected_per_repository() -> None:
+    seen = observed(
+        image("ubuntu:22.04", f"ubuntu@{D1}", f"index.docker.io/library/ubuntu@{D3}"),
+        image("ubuntu:24.04", f"docker.io/library/ubuntu@{D2}"),
+        image("reg.example.com/ubuntu:22.04", f"reg.example.com/ubuntu@{D3}"),
+    )
+    assert seen.digests_of(parse_reference("ubuntu:x")) == {D1, D2, D3}
+    assert seen.digests_of(parse_reference("reg.example.com/ubuntu:x")) == {D3}
+    assert set(seen.digests) == {"docker.io/library/ubuntu", "reg.example.com/ubuntu"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "<none>:<none>",
+        "<none>@<none>",
+        "",
+        " ubuntu:22.04",
+        "Upper/Case:1",
+        "ubuntu@sha256:short",
+        "ubuntu:-bad-tag",
+        "https://reg.example.com/app:1",
+        "reg.example.com//app:1",
+    ],
+)
+def test_invalid_names_in_the_list_are_ignored(bad: str) -> None:
+    """One odd name (dangling images, a runtime's own placeholders) costs nothing else."""
+    seen = observed(image(bad), image(bad, "ubuntu:22.04", f"ubuntu@{D1}"))
+    assert seen.refs == {parse_reference(UBUNTU), parse_reference(f"ubuntu@{D1}")}
+    assert dict(seen.digests) == {"docker.io/library/ubuntu": {D1}}
+
+
+def test_empty_list_and_nameless_images() -> None:
+    for seen in (observed(), observed(ImageStatus(id="sha256:dangling"))):
+        assert seen.refs == frozenset()
+        assert dict(seen.digests) == {}
+        assert decide(target(UBUNTU), seen).action == Action.PULL
+
+
+# -- plan: one decision per target, in order, each with its own remote digest -----------------
+
+
+def test_plan_one_decision_per_target_in_order() -> None:
+    seen = observed(
+        image("ubuntu:22.04", f"ubuntu@{D1}"),
+        image("reg.example.com/app:1", f"reg.example.com/app@{D2}"),
+        image(f"reg.example.com/pinned@{D3}"),
+    )
+    targets = [
+        target(UBUNTU, 0),
+        target("reg.example.com/app:1", 1),
+        target(f"reg.example.com/pinned@{D3}", 2),
+        target("reg.example.com/new:1", 3),
+        target("debian:12", 4),
+    ]
+    remote = {
+        targets[0].key: D1,  # unchanged
+        targets[1].key: D1,  # moved
+        targets[3].key: D3,  # absent anyway
+    }
+    decisions = plan(targets, seen, remote, Refresh.DIGEST)
+    assert [(d.target.entry.index, d.action, d.why) for d in decisions] == [
+        (0, Action.SKIP, "present, remote digest unchanged"),
+        (1, Action.PULL, TAG_MOVED),
+        (2, Action.SKIP, "present, pinned by digest"),
+        (3, Action.PULL, "absent"),
+        (4, Action.PULL, "absent"),
+    ]
+
+
+def test_plan_defaults_and_unknown_runtime() -> None:
+    targets = [target(UBUNTU), target(f"ubuntu@{D1}")]
+    assert [d.action for d in plan(targets, DOCKER_UBUNTU)] == [Action.PULL, Action.SKIP]
+    assert [d.action for d in plan(targets, DOCKER_UBUNTU, None, Refresh.NEVER)] == [
+        Action.SKIP,
+        Action.SKIP,
+    ]
+    assert [d.why for d in plan(targets, None)] == ["runtime's images unknown"] * 2
+    assert plan([], DOCKER_UBUNTU) == []
