@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import platform
+from collections.abc import Awaitable
+from typing import TypeVar
 
-import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
 from jcp.model.arch import canonical_arch
 from jcp.model.credentials import RegistryAuth
+from jcp.model.failures import Reason
 from jcp.model.refs import ImageRef
 from jcp.runtime.base import (
     FsUsage,
@@ -25,12 +28,13 @@ from jcp.runtime.base import (
     RuntimeFailure,
     RuntimeInfo,
 )
-from jcp.runtime.cri_api import api_pb2, api_pb2_grpc
+from jcp.runtime.cri_api import api_pb2 as pb
 from jcp.runtime.cri_errors import classify
 
 _OPTIONS = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),  # ListImages of thousands of images
-    ("grpc.enable_retries", 0),
+    ("grpc.enable_retries", 0),  # the engine decides about retries, with its own backoff
+    # Keepalive pings stay off (the client default): a local unix socket needs none.
     # A restarted runtime must be seen within seconds, not after gRPC's 120 s backoff cap; and
     # a channel of our own must not inherit another channel's backoff through a shared pool.
     ("grpc.initial_reconnect_backoff_ms", 200),
@@ -39,18 +43,24 @@ _OPTIONS = (
     ("grpc.use_local_subchannel_pool", 1),
 )
 _CALL_TIMEOUT = 30.0
+"""Every call but PullImage, whose bound is the engine's per-pull timeout (it cancels)."""
+
+_Req = TypeVar("_Req", bound=Message)
+_Resp = TypeVar("_Resp", bound=Message)
+_T = TypeVar("_T")
 
 
-def auth_config(auth: RegistryAuth) -> api_pb2.AuthConfig:
+def auth_config(auth: RegistryAuth) -> pb.AuthConfig:
     """No server_address: containerd parses it as a URL and drops the credentials when its host
-    differs from the host it resolves (`docker.io` is `registry-1.docker.io` there); jcp already
-    picked these credentials for the host of this very pull."""
+    differs from the host it resolves (`docker.io` is `registry-1.docker.io` there), and a
+    `host:port` without a scheme fails the whole pull ("first path segment in URL cannot contain
+    colon"); jcp already picked these credentials for the host of this very pull."""
     if auth.identitytoken:
-        return api_pb2.AuthConfig(identity_token=auth.identitytoken)
-    return api_pb2.AuthConfig(username=auth.username or "", password=auth.password or "")
+        return pb.AuthConfig(identity_token=auth.identitytoken)
+    return pb.AuthConfig(username=auth.username or "", password=auth.password or "")
 
 
-def _status(image: api_pb2.Image) -> ImageStatus:
+def _status(image: pb.Image) -> ImageStatus:
     return ImageStatus(
         id=image.id,
         repo_tags=tuple(image.repo_tags),
@@ -60,33 +70,74 @@ def _status(image: api_pb2.Image) -> ImageStatus:
     )
 
 
-def _target(image: ImageRef) -> str:
+def _spec(image: ImageRef) -> pb.ImageSpec:
     """What the CRI is asked for: registry/repository with the tag or the digest."""
-    return str(image)
+    return pb.ImageSpec(image=str(image))
+
+
+def _digest(status: ImageStatus, image: ImageRef) -> str | None:
+    """The manifest digest the runtime recorded for IMAGE's repository."""
+    for ref in status.repo_digests:
+        name, _, digest = ref.partition("@")
+        if name == image.name and digest:
+            return digest
+    return None
+
+
+def _method(
+    channel: aio.Channel, path: str, request: type[_Req], response: type[_Resp]
+) -> aio.UnaryUnaryMultiCallable[_Req, _Resp]:
+    """One CRI call, typed from the generated messages. The generated service stubs
+    (api_pb2_grpc) carry no types, so the calls are built here the way they build them."""
+    return channel.unary_unary(
+        f"/runtime.v1.{path}",
+        request_serializer=request.SerializeToString,
+        response_deserializer=response.FromString,
+    )
 
 
 class CriRuntime:
-    """An `ImageRuntime` over one CRI endpoint (unix:///path/to.sock)."""
+    """An `ImageRuntime` over one CRI endpoint (unix:///path/to.sock). One channel for its
+    life: gRPC reconnects it when the runtime restarts."""
 
     def __init__(self, endpoint: str, name: str = "cri") -> None:
         self._endpoint = endpoint
         self._name = name
-        self._channel = aio.insecure_channel(endpoint, options=_OPTIONS)
-        # grpc_tools types the messages (.pyi), not the service stubs: their calls are Any.
-        self._images = api_pb2_grpc.ImageServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._runtime = api_pb2_grpc.RuntimeServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        ch = self._channel = aio.insecure_channel(endpoint, options=_OPTIONS)
+        self._version = _method(ch, "RuntimeService/Version", pb.VersionRequest, pb.VersionResponse)
+        self._containers = _method(
+            ch, "RuntimeService/ListContainers", pb.ListContainersRequest, pb.ListContainersResponse
+        )
+        images = "ImageService/"
+        self._fs_info = _method(
+            ch, images + "ImageFsInfo", pb.ImageFsInfoRequest, pb.ImageFsInfoResponse
+        )
+        self._status = _method(
+            ch, images + "ImageStatus", pb.ImageStatusRequest, pb.ImageStatusResponse
+        )
+        self._list = _method(ch, images + "ListImages", pb.ListImagesRequest, pb.ListImagesResponse)
+        self._pull = _method(ch, images + "PullImage", pb.PullImageRequest, pb.PullImageResponse)
+        self._remove = _method(
+            ch, images + "RemoveImage", pb.RemoveImageRequest, pb.RemoveImageResponse
+        )
 
     @property
     def endpoint(self) -> str:
         return self._endpoint
 
-    async def info(self) -> RuntimeInfo:
+    async def _call(self, call: Awaitable[_T]) -> _T:
+        """Await one call; whatever goes wrong leaves as a RuntimeFailure."""
         try:
-            version = await self._runtime.Version(api_pb2.VersionRequest(), timeout=10)
-            fs = await self._images.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=10)
-        except grpc.RpcError as exc:
+            return await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
             raise RuntimeFailure(classify(exc, self._endpoint)) from None
-        raw = platform.machine()  # the agent runs on the node: the node's architecture
+
+    async def info(self) -> RuntimeInfo:
+        version = await self._call(self._version(pb.VersionRequest(), timeout=_CALL_TIMEOUT))
+        fs = await self._call(self._fs_info(pb.ImageFsInfoRequest(), timeout=_CALL_TIMEOUT))
+        raw = platform.machine()  # the CRI has no arch field; the agent runs on the node
         mounts = [f.fs_id.mountpoint for f in fs.image_filesystems if f.fs_id.mountpoint]
         return RuntimeInfo(
             kind="cri",
@@ -102,22 +153,14 @@ class CriRuntime:
         )
 
     async def image_status(self, image: ImageRef) -> ImageStatus | None:
-        request = api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=_target(image)))
-        try:
-            response = await self._images.ImageStatus(request, timeout=_CALL_TIMEOUT)
-        except grpc.RpcError as exc:
-            raise RuntimeFailure(classify(exc, self._endpoint)) from None
+        request = pb.ImageStatusRequest(image=_spec(image))
+        response = await self._call(self._status(request, timeout=_CALL_TIMEOUT))
         if not response.HasField("image") or not response.image.id:
-            return None
+            return None  # the CRI answers an absent image with an empty status, not an error
         return _status(response.image)
 
     async def list_images(self) -> list[ImageStatus]:
-        try:
-            response = await self._images.ListImages(
-                api_pb2.ListImagesRequest(), timeout=_CALL_TIMEOUT
-            )
-        except grpc.RpcError as exc:
-            raise RuntimeFailure(classify(exc, self._endpoint)) from None
+        response = await self._call(self._list(pb.ListImagesRequest(), timeout=_CALL_TIMEOUT))
         return [_status(i) for i in response.images]
 
     async def pull(
@@ -125,47 +168,38 @@ class CriRuntime:
         image: ImageRef,
         *,
         auth: RegistryAuth | None,
-        platform: str | None,
-        on_progress: ProgressCallback | None,
+        platform: str | None,  # unused: the CRI pulls for the node's own platform
+        on_progress: ProgressCallback | None,  # unused: the CRI reports no progress
     ) -> Pulled:
         before = await self.image_status(image)
-        request = api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=_target(image)))
+        request = pb.PullImageRequest(image=_spec(image))
         if auth is not None:
             request.auth.CopyFrom(auth_config(auth))
-        call = self._images.PullImage(request)
+        call = self._pull(request)
         try:
-            await call
+            await self._call(call)
         except asyncio.CancelledError:
-            call.cancel()  # closes the stream: containerd abandons the pull
+            call.cancel()  # ends the RPC: containerd abandons the pull
             raise
-        except grpc.RpcError as exc:
-            raise RuntimeFailure(classify(exc, self._endpoint)) from None
         after = await self.image_status(image)
-        if after is None:
+        if after is None:  # removed between the pull and the look; it was pulled all the same
             return Pulled(newer=True, digest=None, bytes=0)
-        digest = next(
-            (d.split("@", 1)[1] for d in after.repo_digests if d.split("@", 1)[0] == image.name),
-            None,
-        )
         newer = before is None or before.id != after.id
-        return Pulled(newer=newer, digest=digest, bytes=after.size if newer else 0)
+        return Pulled(newer=newer, digest=_digest(after, image), bytes=after.size if newer else 0)
 
     async def remove(self, image: ImageRef) -> None:
-        request = api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=_target(image)))
+        request = pb.RemoveImageRequest(image=_spec(image))
         try:
-            await self._images.RemoveImage(request, timeout=_CALL_TIMEOUT)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return
-            raise RuntimeFailure(classify(exc, self._endpoint)) from None
+            await self._call(self._remove(request, timeout=_CALL_TIMEOUT))
+        except RuntimeFailure as exc:
+            # containerd answers OK for an absent image; other runtimes may say "not found".
+            if exc.failure.reason != Reason.NOT_FOUND:
+                raise
 
     async def images_in_use(self) -> set[str]:
-        try:
-            response = await self._runtime.ListContainers(
-                api_pb2.ListContainersRequest(), timeout=_CALL_TIMEOUT
-            )
-        except grpc.RpcError as exc:
-            raise RuntimeFailure(classify(exc, self._endpoint)) from None
+        response = await self._call(
+            self._containers(pb.ListContainersRequest(), timeout=_CALL_TIMEOUT)
+        )
         used: set[str] = set()
         for c in response.containers:
             used.add(c.image_ref)
@@ -174,17 +208,14 @@ class CriRuntime:
         return used
 
     async def fs_usage(self) -> FsUsage | None:
-        try:
-            fs = await self._images.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=10)
-        except grpc.RpcError as exc:
-            raise RuntimeFailure(classify(exc, self._endpoint)) from None
+        fs = await self._call(self._fs_info(pb.ImageFsInfoRequest(), timeout=_CALL_TIMEOUT))
         if not fs.image_filesystems:
             return None
         f = fs.image_filesystems[0]
         return FsUsage(
             mountpoint=f.fs_id.mountpoint or None,
-            used_bytes=int(f.used_bytes.value),
-            inodes_used=int(f.inodes_used.value),
+            used_bytes=int(f.used_bytes.value) if f.HasField("used_bytes") else None,
+            inodes_used=int(f.inodes_used.value) if f.HasField("inodes_used") else None,
         )
 
     async def close(self) -> None:

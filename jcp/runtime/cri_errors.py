@@ -52,7 +52,10 @@ _PATTERNS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
 )
 
 
-def classify(exc: grpc.RpcError, endpoint: str) -> Failure:
+def classify(exc: BaseException, endpoint: str) -> Failure:
+    """The failure class of an exception raised by a CRI call on the channel to ENDPOINT."""
+    if not isinstance(exc, grpc.RpcError):
+        return Failure(Reason.DAEMON, f"unexpected {type(exc).__name__} from the CRI: {exc}")
     # grpc.aio's AioRpcError has code() and details() without being a grpc.Call.
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else None) or str(code)
