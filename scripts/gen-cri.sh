@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the CRI v1 stubs in jcp/runtime/cri_api/ from the vendored api.proto (k8s.io/cri-api
-# v0.36.3, pkg/apis/runtime/v1/api.proto, Apache-2.0, licence header kept in the file).
+# v0.36.3, pkg/apis/runtime/v1/api.proto, Apache-2.0, licence header kept in the file; the first
+# tag whose api.proto has no gogo imports is v0.34.0). The output depends on grpcio-tools'
+# version, which pyproject pins: the stubs say which they were made with (GRPC_GENERATED_VERSION),
+# and need a grpcio and protobuf runtime at least that new.
 # --check: regenerate into a temporary directory and fail (exit 1) if the committed stubs differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +16,12 @@ gen() {
   (cd "$dest" && "$python" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
     --grpc_python_out=. jcp/runtime/cri_api/api.proto)
 }
+versions() {
+  local made installed
+  made=$(sed -n "s/^GRPC_GENERATED_VERSION = '\(.*\)'/\1/p" "$out/api_pb2_grpc.py")
+  installed=$("$python" -c 'import importlib.metadata as m; print(m.version("grpcio-tools"))')
+  echo "committed stubs made with grpcio-tools $made; installed: $installed"
+}
 if [ "${1:-}" = "--check" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
@@ -20,6 +29,7 @@ if [ "${1:-}" = "--check" ]; then
   for f in api_pb2.py api_pb2.pyi api_pb2_grpc.py; do
     if ! cmp -s "$tmp/jcp/runtime/cri_api/$f" "$out/$f"; then
       echo "$out/$f differs from what scripts/gen-cri.sh generates: run scripts/gen-cri.sh" >&2
+      versions >&2
       exit 1
     fi
   done
@@ -31,3 +41,4 @@ trap 'rm -rf "$tmp"' EXIT
 gen "$tmp"
 cp "$tmp/jcp/runtime/cri_api/"api_pb2.py "$tmp/jcp/runtime/cri_api/"api_pb2.pyi "$tmp/jcp/runtime/cri_api/"api_pb2_grpc.py "$out/"
 echo "regenerated $out"
+versions
