@@ -202,7 +202,18 @@ async def main(
         sinks.append(metrics)
     extra: list[tuple[str, Coroutine[Any, Any, None]]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
-    scheduler = Scheduler(settings, runtime, label=label, events=Fanout(*sinks), choice=why)
+    remote = None
+    if settings.refresh == "digest":
+        from jcp.registry.client import RegistryClient  # noqa: PLC0415
+
+        remote = RegistryClient(
+            insecure=settings.insecure_registries,
+            on_request=metrics.registry_request if metrics is not None else None,
+        )
+        closers.append(remote.close)
+    scheduler = Scheduler(
+        settings, runtime, label=label, events=Fanout(*sinks), choice=why, remote=remote
+    )
     if not once:
         _node_lifecycle(scheduler, options.node, sinks, extra, closers)
         scheduler.events = Fanout(*sinks)

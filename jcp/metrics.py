@@ -131,6 +131,12 @@ class Metrics(Events):
             "Present images whose tag the registry moved to another digest (then pulled)",
             registry=r,
         )
+        self.registry_requests = Counter(
+            "jcp_registry_requests",
+            "Requests jcp made to registries itself (digest checks), by kind and result",
+            ["registry", "kind", "result"],
+            registry=r,
+        )
         self.disk_guard = Gauge(
             "jcp_disk_guard_active",
             "1 while pulls are held back for lack of disk space",
@@ -198,6 +204,9 @@ class Metrics(Events):
 
     def tag_moved(self, image: str) -> None:
         self.tags_moved.inc()
+
+    def registry_request(self, registry: str, kind: str, result: str) -> None:
+        self.registry_requests.labels(registry, kind, result).inc()
 
     # -- a scrape ---------------------------------------------------------------------------
 

@@ -205,6 +205,14 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         "(one HEAD) and pulls only if it moved; pull asks the runtime to pull every sweep; "
         "never (default: %(default)s)",
     )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="a registry jcp asks for digests over plain HTTP (loopback hosts always are); "
+        "repeatable",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 

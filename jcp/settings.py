@@ -73,6 +73,8 @@ class Settings:
     refresh: str = "digest"
     """How a present tag is refreshed: `digest` (one HEAD; pull only if the tag moved), `pull`
     (ask the runtime every sweep), `never`."""
+    insecure_registries: tuple[str, ...] = ()
+    """Registry hosts asked over plain HTTP (loopback hosts always are)."""
     rate_limit_pause: float = 60.0
     """Seconds a registry that answered 429 is left alone when it sent no Retry-After."""
 

@@ -11,18 +11,10 @@ from __future__ import annotations
 from typing import Protocol
 
 from jcp.model.credentials import RegistryAuth
-from jcp.model.errors import JcpError
-from jcp.model.failures import Failure
+from jcp.model.failures import RegistryFailure
 from jcp.model.refs import ImageRef
 
-
-class RemoteError(JcpError):
-    """The registry did not tell the digest; `unreachable` means it could not be asked at all."""
-
-    def __init__(self, failure: Failure, *, unreachable: bool = False) -> None:
-        self.failure = failure
-        self.unreachable = unreachable
-        super().__init__(failure.message)
+RemoteError = RegistryFailure
 
 
 class Remote(Protocol):

@@ -62,3 +62,13 @@ class Backoff:
         """Delay before retry ATTEMPT (1 = first retry)."""
         ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+class RegistryFailure(JcpError):  # noqa: N818 - it carries a Failure, and says so
+    """A registry did not tell what was asked; `unreachable` means it could not be asked at all
+    (connection refused, timeout, HEAD refused), so the runtime's own pull must do instead."""
+
+    def __init__(self, failure: Failure, *, unreachable: bool = False) -> None:
+        self.failure = failure
+        self.unreachable = unreachable
+        super().__init__(failure.message)

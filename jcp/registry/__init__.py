@@ -1,0 +1,1 @@
+"""The registry v2 API: manifest digests (HEAD) and the auth flows to ask for them."""

@@ -1,0 +1,187 @@
+"""A small client of the registry v2 API: what digest does a tag name now? (`HEAD` of the
+manifest with the Accept header for Docker and OCI manifests and indexes.)
+
+One connection pool and a bounded number of requests in flight per registry. Loopback hosts
+and `--insecure-registry` hosts are plain HTTP, as Docker treats them; Docker Hub's names go to
+registry-1.docker.io. Errors become the model's failure classes (401/403 auth, 404 not found,
+429 rate limited with Retry-After, 5xx transient); a registry that cannot be asked at all
+(refused, timed out, HEAD refused) is `unreachable`, so the caller falls back to the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Collection
+
+import aiohttp
+
+from jcp.model.credentials import RegistryAuth
+from jcp.model.failures import Failure, Reason, RegistryFailure
+from jcp.model.refs import DOCKER_HUB, ImageRef
+from jcp.registry.auth import Challenge, TokenCache, basic, fingerprint, parse_challenge
+
+ACCEPT = (
+    "application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json"
+)
+_LOOPBACK = ("127.", "localhost", "[::1]")
+_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+
+RequestHook = Callable[[str, str, str], None]
+"""(registry, kind: ping|token|head|get, result: an HTTP status or 'error')"""
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        *,
+        insecure: Collection[str] = (),
+        per_registry: int = 8,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.insecure = set(insecure)
+        self.per_registry = per_registry
+        self.on_request = on_request
+        self.requests: Counter[tuple[str, str, str]] = Counter()
+        self.rate_limits: dict[str, dict[str, str]] = {}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._challenges: dict[str, Challenge] = {}
+        self._tokens = TokenCache()
+
+    def base(self, host: str) -> str:
+        api = "registry-1.docker.io" if host == DOCKER_HUB else host
+        plain = host in self.insecure or host.startswith(_LOOPBACK)
+        return f"{'http' if plain else 'https'}://{api}"
+
+    def _session(self, host: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(host)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=self.per_registry)
+            session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
+            self._sessions[host] = session
+            self._slots[host] = asyncio.Semaphore(self.per_registry)
+        return session
+
+    def _count(self, host: str, kind: str, result: str) -> None:
+        self.requests[(host, kind, result)] += 1
+        if self.on_request is not None:
+            self.on_request(host, kind, result)
+
+    async def digest(self, image: ImageRef, auth: RegistryAuth | None) -> str:
+        """The digest IMAGE's tag names now; raises RegistryFailure."""
+        host = image.registry
+        scope = f"repository:{image.repository}:pull"
+        url = f"{self.base(host)}/v2/{image.repository}/manifests/{image.tag or image.digest}"
+        session = self._session(host)
+        async with self._slots[host]:
+            for attempt in (1, 2):
+                headers = {"Accept": ACCEPT}
+                authorization = await self._authorization(host, scope, auth)
+                if authorization:
+                    headers["Authorization"] = authorization
+                try:
+                    async with session.head(url, headers=headers, allow_redirects=True) as resp:
+                        self._count(host, "head", str(resp.status))
+                        self._note_limits(host, resp.headers)
+                        if resp.status == 401 and attempt == 1:
+                            challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
+                            if challenge is not None and challenge != self._challenges.get(host):
+                                self._challenges[host] = challenge
+                                continue
+                        self._raise_for(host, resp.status, resp.headers, image)
+                        found = resp.headers.get("Docker-Content-Digest")
+                        if not found:
+                            raise RegistryFailure(
+                                Failure(Reason.REGISTRY, f"{host} sent no Docker-Content-Digest"),
+                                unreachable=True,
+                            )
+                        return found
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    self._count(host, "head", "error")
+                    raise RegistryFailure(
+                        Failure(Reason.REGISTRY, f"cannot reach {host}: {type(exc).__name__}"),
+                        unreachable=True,
+                    ) from None
+        raise RegistryFailure(Failure(Reason.AUTH, f"{host} refused the credentials (401)"))
+
+    async def _authorization(self, host: str, scope: str, auth: RegistryAuth | None) -> str | None:
+        challenge = self._challenges.get(host)
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return basic(auth)
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            return None
+        key = (host, scope, fingerprint(auth))
+        token = self._tokens.get(key)
+        if token is None:
+            token, expires = await self._token(host, challenge, scope, auth)
+            self._tokens.put(key, token, expires)
+        return f"Bearer {token}"
+
+    async def _token(
+        self, host: str, challenge: Challenge, scope: str, auth: RegistryAuth | None
+    ) -> tuple[str, float]:
+        params = {"scope": scope}
+        if "service" in challenge.params:
+            params["service"] = challenge.params["service"]
+        headers = {}
+        if auth is not None and auth.identitytoken:
+            params["refresh_token"] = auth.identitytoken
+        elif (credentials := basic(auth)) is not None:
+            headers["Authorization"] = credentials
+        try:
+            async with self._session(host).get(
+                challenge.params["realm"], params=params, headers=headers
+            ) as resp:
+                self._count(host, "token", str(resp.status))
+                self._raise_for(host, resp.status, resp.headers, None)
+                doc = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            self._count(host, "token", "error")
+            raise RegistryFailure(
+                Failure(Reason.REGISTRY, f"token service of {host}: {type(exc).__name__}"),
+                unreachable=True,
+            ) from None
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryFailure(Failure(Reason.AUTH, f"token service of {host} gave no token"))
+        expires = doc.get("expires_in", 60)
+        return token, float(expires) if isinstance(expires, int | float) else 60.0
+
+    def _note_limits(self, host: str, headers: object) -> None:
+        get = getattr(headers, "get", None)
+        if get is None:
+            return
+        found = {k: str(get(k)) for k in ("ratelimit-limit", "ratelimit-remaining") if get(k)}
+        if found:
+            self.rate_limits[host] = found
+
+    def _raise_for(self, host: str, status: int, headers: object, image: ImageRef | None) -> None:
+        if status < 400:
+            return
+        what = f"{image}" if image is not None else f"{host} token"
+        if status in (401, 403):
+            raise RegistryFailure(Failure(Reason.AUTH, f"{what}: {status} from {host}"))
+        if status == 404:
+            raise RegistryFailure(Failure(Reason.NOT_FOUND, f"{what}: not found at {host}"))
+        if status == 429:
+            retry = getattr(headers, "get", lambda _k: None)("Retry-After")
+            after = float(retry) if retry and str(retry).isdigit() else None
+            raise RegistryFailure(
+                Failure(Reason.RATE_LIMITED, f"{host}: 429 too many requests", after)
+            )
+        if status in (405, 501):  # HEAD refused (some proxies): the runtime pulls instead
+            raise RegistryFailure(
+                Failure(Reason.REGISTRY, f"{host} refuses HEAD ({status})"), unreachable=True
+            )
+        raise RegistryFailure(Failure(Reason.REGISTRY, f"{what}: {status} from {host}"))
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
