@@ -56,13 +56,13 @@ def _count(text: str) -> int:
 
 
 def non_negative(text: str) -> float:
+    """Seconds that may be 0 (jitter, grace): a plain decimal up to ~4 months."""
     try:
-        value = float(text)
+        return parse_interval(text, "value", minimum=0, maximum=10_000_000)
     except ValueError:
-        value = -1
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(
+            f"expected a plain number of seconds from 0 to 10000000, got {text!r}"
+        ) from None
 
 
 def _min_free(text: str) -> MinFree:
