@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,10 +23,12 @@ def containerd(stack: Stack) -> Iterator[Containerd]:
     c.start()
     yield c
     c.stop()
+    shutil.rmtree(root, ignore_errors=True)  # its images: unpacked snapshots of every pull
 
 
 @pytest.fixture
 async def cri(containerd: Containerd) -> AsyncIterator[CriRuntime]:
+    """jcp's CRI runtime on the test containerd (one channel, as jcp holds it)."""
     runtime = CriRuntime(containerd.endpoint)
     yield runtime
     await runtime.close()

@@ -4,6 +4,7 @@ texts containerd really returns, each mapped to its failure class."""
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ from devstack.containerd import Containerd
 from devstack.images import RegistryClient, make_layer, push_synthetic
 from devstack.proxy import ThrottleProxy
 from devstack.stack import AUTH_USER, Stack
+from jcp.model.arch import canonical_arch
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Reason
 from jcp.model.refs import parse_reference
@@ -31,7 +33,7 @@ async def test_info_list_and_fs_usage(cri: CriRuntime, containerd: Containerd) -
     info = await cri.info()
     assert (info.kind, info.name, info.reports_progress) == ("cri", "containerd", False)
     assert info.version.startswith("1.")
-    assert info.arch == "amd64"
+    assert info.arch == canonical_arch(platform.machine())  # the node's, not the registry's
     usage = await cri.fs_usage()
     assert usage is not None
     assert usage.mountpoint is not None
@@ -52,11 +54,14 @@ async def test_public_pull_status_and_remove(
     status = await cri.image_status(image)
     assert status is not None
     assert pushed.reference in status.repo_tags
+    assert f"{image.name}@{pushed.digest}" in status.repo_digests
+    assert status in await cri.list_images()
     again = await cri.pull(image, auth=None, platform=None, on_progress=None)
     assert not again.newer
     assert again.bytes == 0
     await cri.remove(image)
     assert await cri.image_status(image) is None
+    assert all(pushed.reference not in i.repo_tags for i in await cri.list_images())
     await cri.remove(image)  # absent is fine
 
 
@@ -104,6 +109,12 @@ async def test_manifest_list_resolves_to_the_node(
     )
     assert pulled.newer
     assert pulled.digest == multi.digest
+    # Pinned by the list's digest: the same image, already there.
+    name = multi.reference.rsplit(":", 1)[0]
+    pinned = parse_reference(f"{name}@{multi.digest}")
+    again = await cri.pull(pinned, auth=None, platform=None, on_progress=None)
+    assert (again.newer, again.digest) == (False, multi.digest)
+    assert await cri.image_status(pinned) is not None
 
 
 async def test_runtime_down_then_back(
