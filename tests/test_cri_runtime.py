@@ -12,6 +12,7 @@ import pytest
 from devstack.containerd import Containerd
 from devstack.images import RegistryClient, make_layer, push_synthetic
 from devstack.proxy import ThrottleProxy
+from devstack.ratelimit import RateLimitedRegistry
 from devstack.stack import AUTH_USER, Stack
 from jcp.model.arch import canonical_arch
 from jcp.model.credentials import RegistryAuth
@@ -183,3 +184,25 @@ async def answers(cri: CriRuntime) -> bool:
     except RuntimeFailure:
         return False
     return True
+
+
+async def test_registry_trouble_is_transient(
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    unique: Callable[[str], str],
+) -> None:
+    repo = unique("limited")
+    push_synthetic(open_client, repo, "1")
+    hub = RateLimitedRegistry(open_client.host, allow=0, retry_after=7).start()
+    try:
+        containerd.add_registry(hub.host)
+        limited = await failure_of(cri, f"{hub.host}/{repo}:1")
+    finally:
+        hub.stop()
+    assert limited.failure.reason == Reason.RATE_LIMITED
+    assert hub.limited()
+    gone = await failure_of(cri, f"{hub.host}/{repo}:1")  # nothing listens there any more
+    assert gone.failure.reason == Reason.REGISTRY
+    assert gone.failure.transient
+    assert not gone.down  # the registry is down, not the runtime

@@ -21,6 +21,9 @@ them; R is the registry host:port):
   "R/x/y:1": failed to resolve reference "R/x/y:1": failed to do request: Head
   "http://R/v2/x/y/manifests/1": dial tcp R: connect: connection refused`; the call's own
   deadline: DEADLINE_EXCEEDED `Deadline Exceeded`
+- rate_limited (status UNKNOWN), Docker Hub's 429: `... failed to resolve reference "R/x:1":
+  pulling from host R failed with status code [manifests 1]: 429 Too Many Requests` (the
+  registry's Retry-After does not reach the CRI client: the engine's own backoff applies)
 """
 
 from __future__ import annotations
