@@ -110,7 +110,8 @@ class ScriptedRuntime:
 
     An image without a script (or whose script is used up) pulls successfully with one
     progress event; the last script of an image is *not* repeated. A successful pull makes the
-    runtime hold the image (tag and digest), as a real one would.
+    runtime hold the image (tag and digest), as a real one would. With REPORTS_PROGRESS False
+    (like the CRI) pulls call no progress callback, though they still count their bytes.
     """
 
     def __init__(
@@ -261,7 +262,7 @@ class ScriptedRuntime:
 
         def report() -> None:
             call.bytes += pull.step
-            if on_progress is not None:
+            if on_progress is not None and self.reports_progress:
                 total = max(call.bytes, pull.events * pull.step)
                 on_progress(PullProgress(call.bytes, total, queued=pull.queued))
             self._notify()
