@@ -206,3 +206,27 @@ async def test_registry_trouble_is_transient(
     assert gone.failure.reason == Reason.REGISTRY
     assert gone.failure.transient
     assert not gone.down  # the registry is down, not the runtime
+
+
+async def test_cancelling_a_pull_makes_containerd_abandon_it(
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    proxy: Callable[..., ThrottleProxy],
+    unique: Callable[[str], str],
+) -> None:
+    repo = unique("cancel")
+    push_synthetic(open_client, repo, "1", layers=1, layer_size=4 << 20)
+    slow = proxy(rate=256 * 1024)
+    containerd.add_registry(slow.host)
+    image = parse_reference(f"{slow.host}/{repo}:1")
+    before = set(containerd.ingest_dir.glob("*"))  # other tests' leftovers, if any
+    pulling = asyncio.ensure_future(cri.pull(image, auth=None, platform=None, on_progress=None))
+    await wait_for(lambda: set(containerd.ingest_dir.glob("*")) - before, what="a download")
+    ours = set(containerd.ingest_dir.glob("*")) - before
+    pulling.cancel()  # what the engine's per-pull timeout does
+    with pytest.raises(asyncio.CancelledError):
+        await pulling
+    # containerd drops the partial download once the call is gone, and never finishes the image.
+    await wait_for(lambda: not any(p.exists() for p in ours), what="the download dropped")
+    assert await cri.image_status(image) is None
