@@ -56,13 +56,9 @@ async def make_runtime(settings: Settings) -> tuple[ImageRuntime, str, str]:
     """The runtime to warm, how logs name it, and why it was chosen."""
     from jcp.runtime.docker import DockerRuntime, default_host  # noqa: PLC0415
 
-    docker_host = os.environ.get("DOCKER_HOST")
-    if settings.runtime == "docker" or (
-        settings.runtime == "auto" and settings.runtime_endpoint is None and docker_host
-    ):
+    if settings.runtime == "docker":  # explicit: no probing, the daemon may come up later
         endpoint = settings.runtime_endpoint or default_host()
-        why = "--runtime docker" if settings.runtime == "docker" else "$DOCKER_HOST is set"
-        return DockerRuntime(endpoint), f"Docker daemon at {endpoint}", why
+        return DockerRuntime(endpoint), f"Docker daemon at {endpoint}", "--runtime docker"
     from jcp.runtime.choose import choose  # noqa: PLC0415
 
     runtime, why = await choose(
@@ -73,6 +69,29 @@ async def make_runtime(settings: Settings) -> tuple[ImageRuntime, str, str]:
     if isinstance(runtime, DockerRuntime):
         return runtime, f"Docker daemon at {runtime.endpoint}", why
     return runtime, f"CRI runtime at {runtime.endpoint}", why
+
+
+async def _find_runtime(
+    settings: Settings, stop: asyncio.Event, *, once: bool
+) -> tuple[ImageRuntime, str, str]:
+    """`jcp once` reports a missing runtime; `jcp run` waits for one to appear (a DaemonSet
+    that exits on a node whose runtime starts after it would crash-loop)."""
+    said = False
+    while True:
+        try:
+            return await make_runtime(settings)
+        except JcpError as exc:
+            if once:
+                raise
+            if not said:
+                log.error(f"ERROR: {exc}; probing again every 5s")
+                said = True
+        try:
+            async with asyncio.timeout(5):
+                await stop.wait()
+        except TimeoutError:
+            continue
+        raise asyncio.CancelledError
 
 
 async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -185,12 +204,16 @@ async def main(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        runtime, label, why = await make_runtime(settings)
+        runtime, label, why = await _find_runtime(settings, stop, once=once)
     except JcpError as exc:
         log.error(f"ERROR: {exc}")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         return EXIT_FAILED
+    except asyncio.CancelledError:  # stopped while waiting for a runtime to appear
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        return EXIT_FAILED if once else EXIT_OK
     log.info(f"runtime: {label} ({why})", extra={"fields": {"event": "runtime_chosen"}})
     sinks: list[Events] = []
     metrics = None
