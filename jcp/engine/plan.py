@@ -40,14 +40,17 @@ class Observed:
     """The runtime's images, indexed by normalised reference."""
 
     refs: frozenset[ImageRef]
-    digests: Mapping[str, frozenset[str]]
-    """Repository name (registry/repository) -> digests the runtime holds for it."""
+    digests: Mapping[ImageRef, frozenset[str]]
+    """Tag reference -> the digests of the image that tag names on the node (not of every
+    image of the repository: a tag moved to content held under another tag has moved)."""
 
     @classmethod
     def from_images(cls, images: Iterable[ImageStatus]) -> Observed:
         refs: set[ImageRef] = set()
-        digests: dict[str, set[str]] = {}
+        digests: dict[ImageRef, frozenset[str]] = {}
         for image in images:
+            held: set[str] = set()
+            tags: list[ImageRef] = []
             for name in (*image.repo_tags, *image.repo_digests):
                 try:
                     ref = parse_reference(name)
@@ -55,14 +58,23 @@ class Observed:
                     continue
                 refs.add(ref)
                 if ref.digest is not None:
-                    digests.setdefault(ref.name, set()).add(ref.digest)
-        return cls(frozenset(refs), {k: frozenset(v) for k, v in digests.items()})
+                    held.add(ref.digest)
+                else:
+                    tags.append(ref)
+            for tag in tags:
+                digests[tag] = frozenset(held)
+        return cls(frozenset(refs), digests)
 
     def holds(self, image: ImageRef) -> bool:
-        return image in self.refs
+        if image in self.refs:
+            return True
+        # `name:tag@digest` is pinned by its digest: the runtime lists it as `name@digest`.
+        return image.digest is not None and (
+            ImageRef(image.registry, image.repository, None, image.digest) in self.refs
+        )
 
     def digests_of(self, image: ImageRef) -> frozenset[str]:
-        return self.digests.get(image.name, frozenset())
+        return self.digests.get(image, frozenset())
 
 
 @dataclass(frozen=True)
