@@ -247,12 +247,6 @@ async def test_permanent_failure_waits_for_the_secret_to_change(
     assert "rotated-password" not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="secrets_changed() during a full sweep adds the image to that sweep again: the "
-    "sweep records it twice (1 failed + 1 pulled), its summary and failed count include a "
-    "failure that was fixed, and jcp_last_successful_sweep_timestamp is not set",
-)
 async def test_secret_fixed_mid_sweep_counts_the_image_once(tmp_path: Path) -> None:
     root = tmp_path / "docker"
     write_docker_secret(root, "jarvice-docker", REG_A, "puller", "first-password")
@@ -429,11 +423,6 @@ async def test_runtime_down_mid_pull_is_waited_out_without_spending_an_attempt(
     assert s.snapshot().runtime_reachable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_outlast_runtime marks only the image that probes as pending; the others cut off "
-    "by the same outage wait for runtime_lock and stay 'pulling' in the snapshot (/status)",
-)
 async def test_no_image_shows_pulling_while_the_runtime_is_down(tmp_path: Path) -> None:
     runtime = ScriptedRuntime()
     runtime.script(APP, hang(events=1), succeed())

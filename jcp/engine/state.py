@@ -44,12 +44,17 @@ class Sweep:
     ended: float | None = None
     results: list[PullResult] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    recorded: set[ImageRef] = field(default_factory=set)
 
     def add(self, key: TargetKey) -> None:
         self.remaining.add(key)
 
     def record(self, key: TargetKey, result: PullResult) -> bool:
-        """Store RESULT; True when this was the last image of the sweep."""
+        """Store RESULT; True when this was the last image of the sweep. An image that went
+        again in this sweep (a secret fixed, an entry re-added) keeps only its last result."""
+        if result.image in self.recorded:
+            self.results = [r for r in self.results if r.image != result.image]
+        self.recorded.add(result.image)
         self.results.append(result)
         return self.drop(key)
 

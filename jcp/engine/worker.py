@@ -210,6 +210,10 @@ async def _outlast_runtime(s: Scheduler, item: Item) -> bool:
     decides, so that an error merely classified as a runtime error can never loop."""
     if not s.settings.outlast_runtime or item.target.key not in s.wanted:
         return False
+    state = s.states.get(item.target.key)
+    if state is not None:  # not pulling any more, whoever waits for the runtime
+        state.status = "pending"
+        state.progress = None
     outages = s.outages
     # A daemon that is shutting down still answers /version for a moment while it fails
     # pulls ("grpc: the client connection is closing"): probe once it has had time to go.
@@ -218,9 +222,6 @@ async def _outlast_runtime(s: Scheduler, item: Item) -> bool:
         if s.outages == outages:  # nobody waited out an outage meanwhile: probe
             if await answers(s.runtime):
                 return False
-            state = s.states.get(item.target.key)
-            if state is not None:
-                state.status = "pending"
             log.warning(
                 f"{s.label} went away while pulling {item.target.image}; waiting for it, "
                 "then pulling again"
