@@ -160,7 +160,10 @@ async def test_purge_removes_only_what_jcp_pulled(
     ]
     run = jcp("run", args)
     await run.wait_line(r"sweep 1 done")
-    await wait_for(lambda: ours in ledger.read_text(), what="the pull recorded in the ledger")
+    await wait_for(
+        lambda: ledger.exists() and ours in ledger.read_text(),
+        what="the pull recorded in the ledger",
+    )
     assert by_hand not in ledger.read_text()
     run.signal()
     assert await run.wait_exit() == 0
