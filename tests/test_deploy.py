@@ -1,10 +1,13 @@
-"""Deployment: manifests validate and hold their invariants; the build script's dry runs; and the
-real container image, built and run exactly as the DaemonSet's pod spec says."""
+"""Deployment: every k8s/ variant validates for the README's Kubernetes versions and holds its
+invariants; the build script's dry runs; and the real container image, built and run exactly as
+the DaemonSet's pod spec says (Docker variant on the session dockerd, default variant on the
+session containerd)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import re
@@ -20,87 +23,81 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from devstack.containerd import Containerd
 from devstack.images import RegistryClient, push_synthetic
 from devstack.kubelet import write_volume
 from devstack.stack import AUTH_USER, Stack
 from jcp.cli import _build_parser
 from jcp.configdir import load_config
+from jcp.model.refs import parse_reference
+from jcp.runtime.cri import CriRuntime
 from tests.conftest import image_present
 
 ROOT = Path(__file__).resolve().parent.parent
-K8S_VERSION = "1.31.0"
-SUPPORTED_K8S = ("1.28.0", "1.31.0", "1.34.0")  # the README's support table
-VARIANTS = ("k8s", "k8s/variants/docker", "k8s/variants/cri-o", "lifecycle")
+NODE_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
+# What the downward API gives in the tests: the pod spec's fieldRefs resolve to these.
+FIELDS = {"spec.nodeName": "node-1", "status.podIP": "10.1.2.3"}
+# kustomization -> (--runtime, endpoint in the pod, host directory of the socket)
+RUNTIMES = {
+    "k8s": ("cri", "/run/containerd/containerd.sock", "/run/containerd"),
+    "k8s/variants/cri-o": ("cri", "/run/crio/crio.sock", "/run/crio"),
+    "k8s/variants/docker": ("docker", "/host/var/run/docker.sock", "/var/run"),
+}
+DISKS = {
+    "k8s": "/var/lib/containerd",
+    "k8s/variants/cri-o": "/var/lib/containers/storage",
+    "k8s/variants/docker": "/var/lib/docker",
+}
+VARIANTS = [
+    ("k8s", ()),
+    ("k8s", ("node-lifecycle",)),
+    ("k8s", ("purge",)),
+    ("k8s/variants/docker", ()),
+    ("k8s/variants/docker", ("node-lifecycle", "purge")),
+    ("k8s/variants/cri-o", ()),
+    ("k8s/variants/cri-o", ("node-lifecycle", "purge")),
+]
+
+
+@functools.cache
+def supported_k8s() -> tuple[str, ...]:
+    """The Kubernetes versions the README's support table says the manifests are validated for."""
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"manifests validated for ((?:\d+\.\d+(?:, | and )?)+)", readme)
+    assert m, "README's support table no longer says 'manifests validated for X, Y, Z'"
+    return tuple(f"{v}.0" for v in re.findall(r"\d+\.\d+", m.group(1)))
+
+
+def validate(docs: list[dict[str, Any]]) -> None:
+    assert docs
+    for doc in docs:
+        for version in supported_k8s():
+            kubernetes_validate.validate(doc, version, strict=True)
 
 
 def render(path: Path) -> list[dict[str, Any]]:
     if shutil.which("kubectl") is None:
         pytest.fail("kubectl is needed to render k8s/ (it ships kustomize)")
     out = subprocess.run(
-        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=False
     )
+    assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
-def render_variant(name: str, tmp: Path) -> list[dict[str, Any]]:
-    """A variant as a user deploys it; `lifecycle` is k8s/ with its component uncommented."""
-    if name != "lifecycle":
-        return render(ROOT / name)
-    copy = tmp / "k8s"
-    shutil.copytree(ROOT / "k8s", copy)
-    kust = copy / "kustomization.yaml"
+def render_variant(path: str, components: tuple[str, ...], tmp: Path) -> list[dict[str, Any]]:
+    """A variant as a user deploys it: with COMPONENTS uncommented in its kustomization.yaml."""
+    if not components:
+        return render(ROOT / path)
+    shutil.copytree(ROOT / "k8s", tmp / "k8s")
+    kust = tmp / path / "kustomization.yaml"
     text = kust.read_text()
-    enabled = text.replace("# components:", "components:").replace(
-        "#   - components/node-lifecycle", "  - components/node-lifecycle"
-    )
-    assert enabled != text, "k8s/kustomization.yaml lost its commented node-lifecycle component"
-    kust.write_text(enabled)
-    return render(copy)
-
-
-@pytest.fixture(scope="module")
-def rendered() -> list[dict[str, Any]]:
-    """`kubectl kustomize k8s/`: what `kubectl apply -k k8s/` would send (containerd)."""
-    return render(ROOT / "k8s")
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variant_validates_and_starts_on_any_node(variant: str, tmp_path: Path) -> None:
-    docs = render_variant(variant, tmp_path)
-    for doc in docs:
-        for version in SUPPORTED_K8S:
-            kubernetes_validate.validate(doc, version, strict=True)
-    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
-    for vol in pod["volumes"]:
-        # Socket, File or Directory would keep the pod in ContainerCreating on a node without
-        # that path (a containerd node has no docker.sock).
-        if "hostPath" in vol:
-            assert vol["hostPath"].get("type", "") in ("", "DirectoryOrCreate"), vol
-    args = _build_parser().parse_args(container(docs)["args"])
-    mounts = {m["mountPath"] for m in container(docs)["volumeMounts"]}
-    socket_dir = str(Path(args.runtime_endpoint.removeprefix("unix://")).parent)
-    assert socket_dir in mounts
-    assert str(args.disk_path) in mounts
-    expected = {
-        "k8s": ("cri", "/run/containerd/containerd.sock"),
-        "lifecycle": ("cri", "/run/containerd/containerd.sock"),
-        "k8s/variants/cri-o": ("cri", "/run/crio/crio.sock"),
-        "k8s/variants/docker": ("docker", "/host/docker-run/docker.sock"),
-    }[variant]
-    assert (args.runtime, args.runtime_endpoint) == (expected[0], f"unix://{expected[1]}")
-    rbac = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
-    if variant == "lifecycle":
-        (role,) = rbac
-        assert role["rules"] == [
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}
-        ]
-        assert pod["automountServiceAccountToken"] is True
-        assert args.node_label
-        assert args.untaint
-        assert str(args.ledger.parent) in mounts
-    else:
-        assert not rbac
-        assert pod["automountServiceAccountToken"] is False
+    for name in components:
+        line = re.compile(rf"^(\s*)# (- (?:\.\./\.\./)?components/{name})\b", re.MULTILINE)
+        text, found = line.subn(r"\1\2", text)
+        assert found == 1, f"{path}/kustomization.yaml lost its commented component {name}"
+    kust.write_text(text)
+    return render(tmp / path)
 
 
 def kind(docs: list[dict[str, Any]], k: str) -> dict[str, Any]:
@@ -113,47 +110,164 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(c)
 
 
-def test_default_is_configmap_and_daemonset(rendered: list[dict[str, Any]]) -> None:
-    assert {d["kind"] for d in rendered} == {"ConfigMap", "DaemonSet"}
+def pod_env(c: dict[str, Any], fields: dict[str, str]) -> dict[str, str]:
+    env = {}
+    for var in c.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            env[var["name"]] = fields[var["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
 
 
-def test_daemonset_invariants(rendered: list[dict[str, Any]]) -> None:
-    ds = kind(rendered, "DaemonSet")
-    assert ds["apiVersion"] == "apps/v1"
-    assert ds["metadata"]["namespace"] == "jarvice-system"
-    spec = ds["spec"]
-    labels = spec["template"]["metadata"]["labels"]
-    assert spec["selector"]["matchLabels"].items() <= labels.items()
-    pod = spec["template"]["spec"]
-    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
-    assert any(t["key"] == "node-role.jarvice.io/jarvice-compute" for t in pod["tolerations"])
-    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    assert 5 < pod["terminationGracePeriodSeconds"] <= 30
-    c = container(rendered)
-    sc = c["securityContext"]
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["capabilities"]["drop"] == ["ALL"]
-    mem = c["resources"]["requests"]["memory"]
-    assert mem.endswith("Mi")
-    assert int(mem[:-2]) <= 128
-    # Secrets are mounted as directories: no subPath anywhere, so rotation reaches the pod.
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    for mount in c["volumeMounts"]:
-        assert "subPath" not in mount
-        if "secret" in volumes[mount["name"]]:
-            assert mount["mountPath"].startswith("/root/.docker/")
-    # The args are flags jcp accepts, and the probes hit the port jcp listens on.
-    args = _build_parser().parse_args(c["args"])
+def kubelet_args(c: dict[str, Any], fields: dict[str, str] = FIELDS) -> list[str]:
+    """The args as the kubelet hands them to jcp: `$(VAR)` from the container's env, `$$` a `$`."""
+    env = pod_env(c, fields)
+
+    def expand(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return [re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", expand, a) for a in c["args"]]
+
+
+def check_pod(docs: list[dict[str, Any]], runtime: tuple[str, str, str], disk: str | None) -> Any:
+    """What every manifest (kustomize or Helm) must hold; returns jcp's parsed args."""
+    validate(docs)
+    ds = kind(docs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    c = container(docs)
+    args = _build_parser().parse_args(kubelet_args(c))
     assert args.command == "run"
-    port = int(args.http_addr.rpartition(":")[2])
+    kind_, endpoint, socket_host_dir = runtime
+    assert args.runtime == kind_
+    assert args.runtime_endpoint == (f"unix://{endpoint}" if endpoint else None)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    host = {p: volumes[m["name"]].get("hostPath", {}).get("path") for p, m in mounts.items()}
+    for vol in volumes.values():
+        # Socket, File or Directory would keep the pod in ContainerCreating on a node without
+        # that path (a containerd node has no docker.sock).
+        if "hostPath" in vol:
+            assert vol["hostPath"].get("type", "") in ("", "DirectoryOrCreate"), vol
+    # The runtime: only its socket's directory (read-only: connecting needs no write access),
+    # at the same path for the CRI runtimes; its image disk for the disk guard; jcp's ledger.
+    socket_mount = str(Path(endpoint).parent) if endpoint else "/run"
+    assert host[socket_mount] == socket_host_dir
+    assert mounts[socket_mount].get("readOnly") is True
+    if kind_ == "cri":
+        assert socket_mount == socket_host_dir
+    expected_host = {socket_host_dir, "/var/lib/jcp"}
+    if disk is not None:
+        assert host[str(args.disk_path)] == disk
+        assert mounts[str(args.disk_path)].get("readOnly") is True
+        expected_host.add(disk)
+    else:
+        assert args.disk_path is None
+    assert {p for p in host.values() if p} == expected_host
+    assert host[str(args.ledger.parent)] == "/var/lib/jcp"
+    assert mounts[str(args.config_dir)]["readOnly"] is True
+    # Probes, /metrics and /status on the pod's address, on the port the probes use.
+    addr_host, _, port = args.http_addr.rpartition(":")
+    assert addr_host == FIELDS["status.podIP"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         get = c[probe]["httpGet"]
         assert get["path"] == path
-        assert ports.get(get["port"], get["port"]) == port
-    assert str(args.config_dir) in {m["mountPath"] for m in c["volumeMounts"]}
-    assert str(args.disk_path) in {m["mountPath"] for m in c["volumeMounts"]}
+        assert ports.get(get["port"], get["port"]) == int(port)
+    assert pod_env(c, FIELDS)["NODE_NAME"] == FIELDS["spec.nodeName"]
+    # Today's security posture.
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert {"requests", "limits"} <= set(c["resources"])
+    assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"]
+    assert any(t["key"] == "node-role.jarvice.io/jarvice-compute" for t in pod["tolerations"])
+    for mount in c["volumeMounts"]:
+        assert "subPath" not in mount  # secrets as directories: rotation reaches the pod
+        if "secret" in volumes[mount["name"]]:
+            assert mount["mountPath"].startswith(f"{args.docker_config_root}/")
+    return args
+
+
+def check_rbac(docs: list[dict[str, Any]], args: Any, lifecycle: bool) -> None:
+    """Node lifecycle: get/patch on nodes and nothing else, and only when it is on."""
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    roles = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
+    if not lifecycle:
+        assert not roles
+        assert not [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRoleBinding")]
+        assert pod["automountServiceAccountToken"] is False
+        assert args.node_label is None
+        assert args.untaint is None
+        return
+    (role,) = roles
+    assert role["kind"] == "ClusterRole"
+    assert role["rules"] == NODE_RULES
+    sa = kind(docs, "ServiceAccount")
+    binding = kind(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    ds = kind(docs, "DaemonSet")
+    namespace = ds["metadata"].get("namespace")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": namespace}
+    ]
+    assert sa["metadata"].get("namespace") == namespace
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is True
+    assert args.node_label == "jcp.nimbix.net/warm"
+    assert args.untaint == "jcp.nimbix.net/warming"
+    # jcp runs on the nodes that wait for it.
+    assert {"key": args.untaint, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+
+
+@pytest.mark.parametrize(("path", "components"), VARIANTS)
+def test_every_variant_validates_and_starts_on_any_node(
+    path: str, components: tuple[str, ...], tmp_path: Path
+) -> None:
+    docs = render_variant(path, components, tmp_path)
+    args = check_pod(docs, RUNTIMES[path], DISKS[path])
+    check_rbac(docs, args, "node-lifecycle" in components)
+    if "purge" in components:
+        assert (args.purge, args.purge_grace) == (True, 3600)
+    else:
+        assert not args.purge
+        assert not args.purge_dry_run
+    # Every namespaced object lands in the one namespace (the ServiceAccount too).
+    for doc in docs:
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert doc["metadata"].get("namespace") == "jarvice-system", doc["kind"]
+    if path == "k8s/variants/docker":
+        assert str(args.host_root) == "/host"  # the warning when the kubelet uses another runtime
+
+
+def test_supported_versions_come_from_the_readme() -> None:
+    assert len(supported_k8s()) >= 2
+    assert all(re.fullmatch(r"1\.\d+\.0", v) for v in supported_k8s())
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    """`kubectl kustomize k8s/`: what `kubectl apply -k k8s/` would send (containerd)."""
+    return render(ROOT / "k8s")
+
+
+def test_default_is_containerd_configmap_and_daemonset(rendered: list[dict[str, Any]]) -> None:
+    assert {d["kind"] for d in rendered} == {"ConfigMap", "DaemonSet"}
+    args = _build_parser().parse_args(kubelet_args(container(rendered)))
+    assert args.runtime_endpoint == "unix:///run/containerd/containerd.sock"
+    ds = kind(rendered, "DaemonSet")
+    spec = ds["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    pod = spec["template"]["spec"]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert 5 < pod["terminationGracePeriodSeconds"] <= 30
+    mem = container(rendered)["resources"]["requests"]["memory"]
+    assert mem.endswith("Mi")
+    assert int(mem[:-2]) <= 128
 
 
 def test_configmap_is_the_original_layout_and_valid(
@@ -381,11 +495,57 @@ def container_name(stack: Stack) -> Iterator[str]:
     _docker(stack, "rm", "-f", name, check=False)
 
 
+def pod_as_docker_run(
+    docs: list[dict[str, Any]],
+    name: str,
+    tmp: Path,
+    host_dirs: dict[str, Path],
+    config: dict[str, str | bytes],
+    secret: str,
+) -> list[str]:
+    """`docker run` arguments that reproduce the pod: its security context, its env from the
+    downward API (POD_IP is loopback: the container has no other network), its args as the
+    kubelet expands them, and every volume: hostPaths from HOST_DIRS, the ConfigMap's and the
+    secret's contents written as the kubelet does."""
+    c = container(docs)
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    fields = {"spec.nodeName": "test-node", "status.podIP": "127.0.0.1"}
+    out = ["run", "-d", "--name", name, "--network", "none"]
+    sc = c["securityContext"]
+    if sc.get("readOnlyRootFilesystem"):
+        out.append("--read-only")
+    if sc.get("allowPrivilegeEscalation") is False:
+        out += ["--security-opt", "no-new-privileges"]
+    for cap in sc["capabilities"]["drop"]:
+        out += ["--cap-drop", cap]
+    out += ["--user", str(sc["runAsUser"])]
+    for key, value in pod_env(c, fields).items():
+        out += ["-e", f"{key}={value}"]
+    for mount in c["volumeMounts"]:
+        vol = volumes[mount["name"]]
+        src = tmp / mount["name"]
+        if "configMap" in vol:
+            write_volume(src, config)
+        elif "secret" in vol:
+            items = vol["secret"].get("items") or [
+                {"key": ".dockerconfigjson", "path": ".dockerconfigjson"}
+            ]
+            write_volume(src, {i["path"]: secret for i in items if i["key"] == ".dockerconfigjson"})
+        else:
+            src = host_dirs[vol["hostPath"]["path"]]
+        ro = ":ro" if mount.get("readOnly") else ""
+        out += ["-v", f"{src}:{mount['mountPath']}{ro}"]
+    return [*out, "IMAGE", *kubelet_args(c, fields)]
+
+
+@pytest.mark.parametrize("variant", ["k8s/variants/docker", "k8s"])
 @pytest.mark.timeout(900)  # also builds the image when run alone
 async def test_container_runs_as_the_daemonset_says(
+    request: pytest.FixtureRequest,
+    variant: str,
     tmp_path: Path,
     stack: Stack,
-    rendered: list[dict[str, Any]],
     jcp_image: str,
     open_client: RegistryClient,
     auth_client: RegistryClient,
@@ -395,83 +555,77 @@ async def test_container_runs_as_the_daemonset_says(
 ) -> None:
     public = push_synthetic(open_client, unique("pod-pub"), "1").reference
     private = push_synthetic(auth_client, unique("pod-priv"), "1").reference
-    # The Docker variant, against the session's dockerd (the CRI path is proven on containerd by
-    # tests/test_cri_jcp.py); its hostPaths map to the session daemon's directories.
-    rendered = render(ROOT / "k8s" / "variants" / "docker")
-    c = container(rendered)
-    pod = kind(rendered, "DaemonSet")["spec"]["template"]["spec"]
-    cm = kind(rendered, "ConfigMap")
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    (secret_dir,) = [
-        Path(m["mountPath"]).name for m in c["volumeMounts"] if "secret" in volumes[m["name"]]
-    ]
-    docker_args = ["run", "-d", "--name", container_name, "--network", "none"]
-    sc = c["securityContext"]
-    if sc.get("readOnlyRootFilesystem"):
-        docker_args.append("--read-only")
-    if sc.get("allowPrivilegeEscalation") is False:
-        docker_args += ["--security-opt", "no-new-privileges"]
-    for cap in sc["capabilities"]["drop"]:
-        docker_args += ["--cap-drop", cap]
-    docker_args += ["--user", str(sc["runAsUser"])]
-    for env in c["env"]:
-        value = env.get("value") or ("test-node" if "fieldRef" in env["valueFrom"] else "")
-        docker_args += ["-e", f"{env['name']}={value}"]
-    for mount in c["volumeMounts"]:
-        vol = volumes[mount["name"]]
-        src = tmp_path / mount["name"]
-        if "configMap" in vol:
-            data = dict(cm["data"])
-            data["image.config"] = json.dumps(
-                [
-                    {"ref": "pub", "registry": public.split("/")[0], "arch": {"amd64": public}},
-                    {
-                        "ref": "priv",
-                        "registry": private.split("/")[0],
-                        "private": True,
-                        "config": secret_dir,
-                        "arch": {"amd64": private},
-                    },
-                ]
-            )
-            write_volume(src, data)
-        elif "secret" in vol:
-            token = base64.b64encode(
-                f"{AUTH_USER}:{stack.auth_registry.password}".encode()
-            ).decode()
-            content = json.dumps({"auths": {stack.auth_registry.host: {"auth": token}}})
-            items = vol["secret"].get("items") or [
-                {"key": ".dockerconfigjson", "path": ".dockerconfigjson"}
-            ]
-            write_volume(
-                src, {i["path"]: content for i in items if i["key"] == ".dockerconfigjson"}
-            )
-        elif vol.get("hostPath", {}).get("path") == "/var/run":
-            src = stack.dockerd.socket.parent
-        elif vol.get("hostPath", {}).get("path") == "/var/lib/docker":
-            src = stack.dockerd.data_root
-        else:
-            src.mkdir()
-        ro = ":ro" if mount.get("readOnly") else ""
-        docker_args += ["-v", f"{src}:{mount['mountPath']}{ro}"]
-    docker_args += [jcp_image, *c["args"]]
-    _docker(stack, *docker_args)
+    docs = render(ROOT / variant)
+    c = container(docs)
+    pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    state = tmp_path / "host-var-lib-jcp"
+    state.mkdir()
+    cri: CriRuntime | None = None
+    if variant == "k8s":
+        # The default variant against the session's containerd: its socket, hard-linked as
+        # containerd.sock into a directory that stands for the host's /run/containerd.
+        containerd: Containerd = request.getfixturevalue("containerd")
+        run_dir = containerd.root / "pod-run"
+        run_dir.mkdir(exist_ok=True)
+        (run_dir / "containerd.sock").unlink(missing_ok=True)
+        os.link(containerd.socket, run_dir / "containerd.sock")
+        host_dirs = {"/run/containerd": run_dir, "/var/lib/containerd": containerd.root}
+        cri = CriRuntime(containerd.endpoint)
+    else:
+        host_dirs = {
+            "/var/run": stack.dockerd.socket.parent,
+            "/var/lib/docker": stack.dockerd.data_root,
+        }
+    host_dirs["/var/lib/jcp"] = state
 
-    async def pulled() -> bool:
-        return await image_present(docker, public) and await image_present(docker, private)
+    async def present(ref: str) -> bool:
+        if cri is not None:
+            return await cri.image_status(parse_reference(ref)) is not None
+        return await image_present(docker, ref)
 
-    deadline = time.monotonic() + 60
-    while not await pulled():
-        state = json.loads(_docker(stack, "inspect", container_name).stdout)[0]["State"]
-        if not state["Running"] or time.monotonic() > deadline:
-            logs = _docker(stack, "logs", container_name, check=False)
-            pytest.fail(f"container state {state['Status']}; logs:\n{logs.stdout}{logs.stderr}")
-        await asyncio.sleep(0.2)
+    secret_dir = next(
+        Path(m["mountPath"]).name for m in c["volumeMounts"] if m["mountPath"].startswith("/root/")
+    )
+    token = base64.b64encode(f"{AUTH_USER}:{stack.auth_registry.password}".encode()).decode()
+    config: dict[str, str | bytes] = dict(kind(docs, "ConfigMap")["data"])
+    config["image.config"] = json.dumps(
+        [
+            {"ref": "pub", "registry": public.split("/")[0], "arch": {"amd64": public}},
+            {
+                "ref": "priv",
+                "registry": private.split("/")[0],
+                "private": True,
+                "config": secret_dir,
+                "arch": {"amd64": private},
+            },
+        ]
+    )
+    run = pod_as_docker_run(
+        docs,
+        container_name,
+        tmp_path,
+        host_dirs,
+        config,
+        json.dumps({"auths": {stack.auth_registry.host: {"auth": token}}}),
+    )
+    run[run.index("IMAGE")] = jcp_image
+    try:
+        _docker(stack, *run)
+        deadline = time.monotonic() + 60
+        while not (await present(public) and await present(private)):
+            status = json.loads(_docker(stack, "inspect", container_name).stdout)[0]["State"]
+            if not status["Running"] or time.monotonic() > deadline:
+                logs = _docker(stack, "logs", container_name, check=False)
+                pytest.fail(f"container {status['Status']}; logs:\n{logs.stdout}{logs.stderr}")
+            await asyncio.sleep(0.2)
+    finally:
+        if cri is not None:
+            await cri.close()
+    args = _build_parser().parse_args(run[run.index(jcp_image) + 1 :])
     probe = c["readinessProbe"]["httpGet"]
-    port = int(_build_parser().parse_args(c["args"]).http_addr.rpartition(":")[2])
     check = (
         "import urllib.request as u; "
-        f"print(u.urlopen('http://127.0.0.1:{port}{probe['path']}').read().decode())"
+        f"print(u.urlopen('http://{args.http_addr}{probe['path']}').read().decode())"
     )
     deadline = time.monotonic() + 20
     while True:
@@ -480,13 +634,19 @@ async def test_container_runs_as_the_daemonset_says(
             break
         await asyncio.sleep(0.2)
     assert ready.stdout.strip() == "ready", ready.stderr
+    # The ledger reaches the node's /var/lib/jcp through the read-only root file system.
+    deadline = time.monotonic() + 20
+    while not (state / args.ledger.name).exists():
+        assert time.monotonic() < deadline, f"no {args.ledger} on the host: {list(state.iterdir())}"
+        await asyncio.sleep(0.2)
+    assert public.rpartition(":")[0].rpartition("/")[2] in (state / args.ledger.name).read_text()
     output = _docker(stack, "logs", container_name).stderr
     assert '"event": "sweep_done"' in output
     assert (stack.auth_registry.password or "-") not in output
     t0 = time.monotonic()
     _docker(stack, "stop", "-t", str(pod["terminationGracePeriodSeconds"]), container_name)
     stopped = time.monotonic() - t0
-    state = json.loads(_docker(stack, "inspect", container_name).stdout)[0]["State"]
-    assert state["ExitCode"] == 0
+    status = json.loads(_docker(stack, "inspect", container_name).stdout)[0]["State"]
+    assert status["ExitCode"] == 0
     assert stopped < 5, f"SIGTERM took {stopped:.1f}s"
     assert "stop signal received" in _docker(stack, "logs", container_name).stderr
