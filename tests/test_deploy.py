@@ -184,7 +184,8 @@ def check_pod(docs: list[dict[str, Any]], runtime: tuple[str, str, str], disk: s
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert {"requests", "limits"} <= set(c["resources"])
-    assert ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"]
+    strategy = ds["spec"]["updateStrategy"]
+    assert strategy["type"] == "OnDelete" or strategy["rollingUpdate"]["maxUnavailable"]
     assert any(t["key"] == "node-role.jarvice.io/jarvice-compute" for t in pod["tolerations"])
     for mount in c["volumeMounts"]:
         assert "subPath" not in mount  # secrets as directories: rotation reaches the pod
