@@ -321,6 +321,12 @@ def _node_lifecycle(
         )
         extra.append(("node signal", signal_warmth(scheduler.snapshot, signal_)))
         closers.append(signal_.close)
+    if node.pin:
+        from jcp.lifecycle import PinReport  # noqa: PLC0415
+
+        pins = PinReport(scheduler.runtime, scheduler.snapshot)
+        sinks.append(pins)
+        extra.append(("pin report", pins.run()))
     if node.purge or node.ledger.parent.is_dir():
         from jcp.lifecycle import Purger  # noqa: PLC0415
         from jcp.node.ledger import Ledger  # noqa: PLC0415

@@ -258,6 +258,12 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
         help="seconds after start when the taint is removed anyway (default: %(default)g)",
     )
     g.add_argument(
+        "--pin",
+        action="store_true",
+        help="report whether the runtime keeps jcp's images from image GC (CRI ImageStatus "
+        "'pinned'); the CRI has no call to set a pin, so jcp can only read and report it",
+    )
+    g.add_argument(
         "--purge",
         action="store_true",
         help="remove images jcp pulled once they leave the config (after --purge-grace; "
@@ -303,6 +309,7 @@ def node_settings_from(args: argparse.Namespace) -> NodeSettings:
         purge_dry_run=args.purge_dry_run,
         purge_grace=args.purge_grace,
         ledger=args.ledger,
+        pin=args.pin,
         kube_api=args.kube_api or None,
         kube_token_file=args.kube_token_file,
     )

@@ -94,6 +94,8 @@ class NodeSettings:
     purge_dry_run: bool = False
     purge_grace: float = DEFAULT_PURGE_GRACE
     ledger: Path = DEFAULT_LEDGER
+    pin: bool = False
+    """Report whether the runtime pins jcp's images (read back from the CRI)."""
     kube_api: str | None = None
     """An explicit API server URL (out-of-cluster runs); None: the pod's in-cluster config."""
     kube_token_file: Path | None = None

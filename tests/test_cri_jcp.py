@@ -116,3 +116,21 @@ async def test_run_reloads_outlasts_a_containerd_restart_and_reports(
     assert status["runtime"]["name"] == "containerd"
     assert status["disk_guard"]["path"].startswith(str(containerd.root))
     assert re.search(r'jcp_runtime_info\{.*kind="cri".*name="containerd"', metrics), metrics
+
+
+async def test_pin_report_says_containerd_16_does_not_pin(
+    tmp_path: Path,
+    containerd: Containerd,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """containerd 1.6 (Debian's) has no pinning: the CRI reports `pinned` false, and jcp says so
+    once rather than every sweep."""
+    ref = push_synthetic(open_client, unique("pin"), "1").reference
+    cfg = publish(tmp_path / "config", [entry(ref)], interval="1")
+    run = jcp("run", [*engine_args(cfg, docker_root), *cri_args(containerd), "--pin"])
+    await run.wait_line(r"pinning: 0 of 1 managed images are pinned: this runtime does not pin")
+    await run.wait_line(r"sweep 3 done", timeout=20)
+    assert run.count("pinning: ") == 1
