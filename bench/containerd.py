@@ -82,12 +82,12 @@ def containerd(h: Harness, sz: Sizes) -> dict[str, Any]:
     _ratios(out["cold"], "jcp")
     d.remove_all()
 
-    refs = sets.push_steady(h.client, "cri-steady", max(sz.steady), sz.steady_repos)
+    refs = sets.push_steady(h.client, "cri-steady", max(sz.cri_steady), sz.steady_repos)
     progress(f"containerd steady: making {len(refs)} references present")
     cmd, stdin = parallel.command(refs, h.root)
     h.measure(cmd, stdin=stdin, runtime_pid=d.pid, docker_events=False)
     out["steady"] = {}
-    for n in sz.steady:
+    for n in sz.cri_steady:
         contenders = [
             serial,
             parallel,

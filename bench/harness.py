@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.probes import CPU, DockerPulls
 from bench.registry_log import LoggedRegistry, RequestCounter
 from devstack.images import RegistryClient
 from devstack.kubelet import write_volume
@@ -64,10 +65,8 @@ class Run:
     wall: float
     cpu: float
     """user + system seconds of the contender's own processes (waited-for children)."""
-    runtime_cpu: float
-    """CPU seconds the runtime daemon (dockerd or containerd) spent meanwhile."""
-    runtime_sys_cpu: float
-    """The kernel's part of it (file writes, overlay mounts)."""
+    runtime: CPU
+    """CPU the runtime daemon (dockerd or containerd) and its children spent meanwhile."""
     registry_cpu: float
     requests: Counter[str] = field(default_factory=Counter)
     """Requests by kind, as the registry logged them."""
@@ -78,18 +77,8 @@ class Run:
     was not asked."""
 
 
-def cpu_split(pid: int | None) -> tuple[float, float]:
-    """(user, system) CPU seconds of PID and of its children it has reaped, so far: dockerd
-    extracts layers in a re-executed child (`docker-applyLayer`), whose CPU counts here."""
-    if pid is None:
-        return 0.0, 0.0
-    f = [int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:15]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (f[0] + f[2]) / ticks, (f[1] + f[3]) / ticks
-
-
 def cpu_seconds(pid: int | None) -> float:
-    return sum(cpu_split(pid))
+    return CPU.of(pid).own
 
 
 def proc_stats(pid: int) -> dict[str, float]:
@@ -113,6 +102,7 @@ class Harness:
         self.proxies: list[ThrottleProxy] = []
         self.env = {**os.environ, "DOCKER_HOST": ""}
         self.cleanups: list[Any] = []
+        self._docker_pulls: DockerPulls | None = None
 
     def __enter__(self) -> Harness:  # noqa: PYI034 - a final class; Self adds nothing here
         progress(f"starting dockerd and registries in {self.root}")
@@ -130,6 +120,13 @@ class Harness:
             self.client.close()
         self.stack.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def docker_pulls(self) -> DockerPulls:
+        """The daemon's pull events, watched from the first measured run on."""
+        if self._docker_pulls is None:
+            self._docker_pulls = DockerPulls(self.env)
+            self.cleanups.append(self._docker_pulls.close)
+        return self._docker_pulls
 
     @property
     def dockerd_pid(self) -> int | None:
@@ -179,16 +176,6 @@ class Harness:
 
     # -- one measured run ---------------------------------------------------------------------
 
-    def docker_pulls(self, since: float, until: float) -> int:
-        """Pull events the daemon reported in [SINCE, UNTIL]: one per pull call, even when the
-        image was up to date, so a refresh that never calls the runtime shows 0."""
-        out = subprocess.run(
-            ["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
-             "--filter", "type=image", "--filter", "event=pull", "--format", "{{.Action}}"],
-            env=self.env, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return len(out.stdout.split())
-
     def measure(
         self,
         cmd: list[str],
@@ -200,36 +187,30 @@ class Harness:
     ) -> Run:
         """Run CMD to completion; it must exit 0. The runtime's pulls are counted by
         COUNT_PULLS (called before and after; the difference counts) if given, else from the
-        Docker daemon's events if DOCKER_EVENTS."""
+        Docker daemon's event stream if DOCKER_EVENTS."""
         runtime_pid = runtime_pid if runtime_pid is not None else self.dockerd_pid
         registry_pid = self.registry.proc.pid if self.registry.proc is not None else None
+        if count_pulls is None and docker_events:
+            count_pulls = self.docker_pulls().mark
         self.counter.mark()
         pulls_before = count_pulls() if count_pulls is not None else 0
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        runtime_before = cpu_split(runtime_pid)
+        runtime_before = CPU.of(runtime_pid)
         registry_before = cpu_seconds(registry_pid)
-        since = time.time()
         t0 = time.perf_counter()
         out = subprocess.run(
             cmd, env=self.env, input=stdin, capture_output=True, text=True, check=False
         )
         wall = time.perf_counter() - t0
-        until = time.time()
-        runtime_after = cpu_split(runtime_pid)
-        runtime_cpu = sum(runtime_after) - sum(runtime_before)
-        runtime_sys = runtime_after[1] - runtime_before[1]
+        runtime = CPU.of(runtime_pid) - runtime_before
         registry_cpu = cpu_seconds(registry_pid) - registry_before
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
             raise RuntimeError(f"{cmd[:4]} failed ({out.returncode}): {out.stderr[-1500:]}")
         requests, agents = self.counter.take()
-        pulls: int | None = None
-        if count_pulls is not None:
-            pulls = count_pulls() - pulls_before
-        elif docker_events:
-            pulls = self.docker_pulls(since, until)
+        pulls = count_pulls() - pulls_before if count_pulls is not None else None
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return Run(wall, cpu, runtime_cpu, runtime_sys, registry_cpu, requests, agents, pulls)
+        return Run(wall, cpu, runtime, registry_cpu, requests, agents, pulls)
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:

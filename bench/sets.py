@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from pathlib import Path
 
 from bench.textlayers import text_layers
 from devstack.images import MANIFEST_LIST, Layer, RegistryClient, make_layer, push_synthetic
@@ -58,9 +59,13 @@ def push_steady(client: RegistryClient, name: str, count: int, repos: int) -> li
     return [by_repo[i][t] for t in range(tags) for i in range(repos)][:count]
 
 
+CACHE = Path(__file__).resolve().parent / "results" / "cache"
+"""Built big layers, kept between runs (`bench/results/` is not committed)."""
+
+
 def big_layers(count: int, layer_size: int) -> list[Layer]:
     """The big set's layers: 2 per image, pseudo-text, the same bytes in every run."""
-    return text_layers(layer_size, [1000 + i for i in range(2 * count)])
+    return text_layers(layer_size, [1000 + i for i in range(2 * count)], CACHE)
 
 
 def push_big(client: RegistryClient, name: str, layers: list[Layer]) -> list[str]:

@@ -14,6 +14,7 @@ class Sizes:
     layer_size: int = 1 * MiB
     base_size: int = 4 * MiB
     steady: tuple[int, ...] = (40, 200, 1000)
+    cri_steady: tuple[int, ...] = (40, 1000)
     steady_repos: int = 40
     """Distinct images behind the steady references (the rest are more tags of them)."""
     parallel: tuple[int, ...] = (2, 4, 8, 16)
@@ -26,7 +27,7 @@ class Sizes:
     latency: float = 0.025
     rate: float = 100e6
     reload_repeats: int = 10
-    idle_window: float = 30.0
+    idle_window: float = 10.0
     scale: tuple[int, ...] = (100, 1000, 5000)
 
 
@@ -36,6 +37,7 @@ QUICK = Sizes(
     layer_size=64 * 1024,
     base_size=256 * 1024,
     steady=(4, 8),
+    cri_steady=(4, 8),
     steady_repos=4,
     parallel=(2, 8),
     big_images=1,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import random
 import tarfile
 import time
@@ -64,11 +65,43 @@ def _build(size: int, seed: int) -> tuple[bytes, str, str]:
     return blob, digest, "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def text_layers(size: int, seeds: list[int], workers: int = 2) -> list[Layer]:
-    """Layers of SIZE bytes of pseudo-text (before compression), one per seed, built in parallel."""
-    with ProcessPoolExecutor(workers) as pool:
-        built = list(pool.map(_build, [size] * len(seeds), seeds))
-    return [Layer(blob=b, digest=d, diff_id=i) for b, d, i in built]
+def text_layers(
+    size: int, seeds: list[int], cache: Path | None = None, workers: int = 2
+) -> list[Layer]:
+    """Layers of SIZE bytes of pseudo-text (before compression), one per seed, built in
+    parallel. The bytes depend only on SIZE and the seed, so built layers are kept in CACHE
+    (compressing 400 MB takes most of a minute on a busy machine); a cached blob is used
+    only if its digest still matches."""
+    layers: dict[int, Layer] = {}
+    if cache is not None:
+        for seed in seeds:
+            layer = _cached(cache, size, seed)
+            if layer is not None:
+                layers[seed] = layer
+    todo = [s for s in seeds if s not in layers]
+    if todo:
+        with ProcessPoolExecutor(workers) as pool:
+            built = list(pool.map(_build, [size] * len(todo), todo))
+        for seed, (blob, digest, diff_id) in zip(todo, built, strict=True):
+            layers[seed] = Layer(blob=blob, digest=digest, diff_id=diff_id)
+            if cache is not None:
+                cache.mkdir(parents=True, exist_ok=True)
+                (cache / f"text-{size}-{seed}.gz").write_bytes(blob)
+                (cache / f"text-{size}-{seed}.json").write_text(
+                    json.dumps({"digest": digest, "diff_id": diff_id})
+                )
+    return [layers[s] for s in seeds]
+
+
+def _cached(cache: Path, size: int, seed: int) -> Layer | None:
+    try:
+        blob = (cache / f"text-{size}-{seed}.gz").read_bytes()
+        meta = json.loads((cache / f"text-{size}-{seed}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "sha256:" + hashlib.sha256(blob).hexdigest() != meta.get("digest"):
+        return None
+    return Layer(blob=blob, digest=meta["digest"], diff_id=meta["diff_id"])
 
 
 def _unpack_cost(path: str) -> int:
