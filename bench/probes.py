@@ -67,6 +67,12 @@ class DockerPulls:
         )  # fmt: skip
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # The stream subscribes some time after the process starts: markers made before that
+        # are never reported. Make them until one is, then every later one will be.
+        deadline = time.monotonic() + 30
+        while self._marker(timeout=0.5) is None:
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise RuntimeError("docker events reported none of the bench's marker volumes")
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -75,21 +81,28 @@ class DockerPulls:
                 self._lines.append(line.strip())
                 self._cond.notify_all()
 
-    def mark(self, timeout: float = 30) -> int:
-        """Create a marker volume, wait for its event; the number of events seen before it."""
+    def mark(self) -> int:
+        """The number of pull events the daemon reported before now."""
+        pulls = self._marker(timeout=30)
+        if pulls is None:
+            raise RuntimeError("docker events stopped reporting the bench's marker volumes")
+        return pulls
+
+    def _marker(self, timeout: float) -> int | None:
+        """Create a marker volume and wait for its event: the pulls seen before it, or None."""
         name = f"bench-marker-{os.getpid()}-{next(self._markers)}"
         subprocess.run(
             ["docker", "volume", "create", name], env=self.env, capture_output=True, check=True
         )
         deadline = time.monotonic() + timeout
+        pulls = None
         with self._cond:
-            while f"volume create {name}" not in self._lines:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._proc.poll() is not None:
-                    raise RuntimeError(f"docker events did not report volume {name}")
-                self._cond.wait(left)
-            at = self._lines.index(f"volume create {name}")
-            pulls = sum(1 for line in self._lines[:at] if line.startswith("image pull "))
+            while pulls is None and self._proc.poll() is None:
+                if f"volume create {name}" in self._lines:
+                    at = self._lines.index(f"volume create {name}")
+                    pulls = sum(1 for line in self._lines[:at] if line.startswith("image pull "))
+                elif not self._cond.wait(deadline - time.monotonic()):
+                    break
         subprocess.run(
             ["docker", "volume", "rm", name], env=self.env, capture_output=True, check=False
         )
