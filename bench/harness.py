@@ -164,15 +164,31 @@ class Harness:
     def jcp_validate(self, config: Path) -> list[str]:
         return [sys.executable, "-m", "jcp", "validate", str(config)]
 
-    def start_run(self, config: Path, log: Path) -> subprocess.Popen[bytes]:
+    def start_run(
+        self, config: Path, log: Path, extra: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         """`jcp run` with its defaults, JSON logs to LOG, no HTTP server, no start jitter."""
         with log.open("wb") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "jcp", "run", "--config-dir", str(config),
                  "--docker-config-root", str(self.root / "no-secrets"), "--http-addr", "",
-                 "--start-jitter", "0", "--log-format", "json"],
+                 "--start-jitter", "0", "--log-format", "json", *extra],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
+
+    def run_sweeps(self, name: str, refs: list[str], sweeps: int) -> Stats:
+        """Seconds of SWEEPS steady sweeps inside one `jcp run` (its first sweep and its
+        start-up left out): what the DaemonSet pays per interval once it is up."""
+        config = self.config_dir(f"run-{name}", refs)
+        log = self.root / f"run-{name}.log"
+        proc = self.start_run(config, log, ("--interval", "1"))
+        try:
+            wait_event(log, proc, {"event": "sweep_done", "sweep": sweeps + 1}, timeout=600)
+        finally:
+            proc.terminate()
+            proc.wait(20)
+        done = [e for e in log_events(log) if e.get("event") == "sweep_done"]
+        return Stats.of([float(e["seconds"]) for e in done if e["sweep"] > 1][:sweeps])
 
     # -- one measured run ---------------------------------------------------------------------
 

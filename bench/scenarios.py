@@ -8,7 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import sets
-from bench.contenders import Contender, compare, jcp, median, ratio, serial_cli, xargs
+from bench.contenders import (
+    Contender,
+    compare,
+    jcp,
+    median,
+    missing,
+    ratio,
+    serial_cli,
+    xargs,
+)
 from bench.harness import Harness, Stats, event_time, proc_stats, progress, wait_event
 from bench.phases import pull_phases
 from bench.sizes import Sizes
@@ -59,6 +68,12 @@ def steady(h: Harness, sz: Sizes) -> dict[str, Any]:
             for name in ("jcp pull", "jcp digest", "xargs -P 8"):
                 r[f"{name} vs serial"] = ratio(r, name, "serial")
             r["jcp digest vs xargs -P 8"] = ratio(r, "jcp digest", "xargs -P 8")
+            serial_s = median(r, "serial")
+            if n >= sz.run_sweeps_from and serial_s and not missing("jcp.registry"):
+                sweep = h.run_sweeps(f"{link}-{n}", link_refs[:n], sz.repeats)
+                progress(f"steady {link} {n}: jcp run sweeps {sweep.runs}")
+                r["jcp run sweep"] = sweep.json()
+                r["jcp run sweep vs serial"] = round(sweep.median / serial_s, 3)
             out[link][str(n)] = r
         h.remove(link_refs)
     return out
@@ -70,12 +85,10 @@ def _present(h: Harness, refs: list[str]) -> None:
     h.measure(present.command(refs, h.config_dir("present", refs))[0], docker_events=False)
 
 
-def _cold_contenders(h: Harness, sz: Sizes, *, serial: bool) -> list[Contender]:
-    return [
-        *([serial_cli()] if serial else []),
-        *(xargs(p) for p in sz.parallel),
-        jcp(h, "jcp"),
-    ]
+def _cold_contenders(h: Harness, sz: Sizes) -> list[Contender]:
+    """The cold target is against the best `xargs -P`; the serial loop is left out for the
+    time budget (cold_slow_link still runs it)."""
+    return [*(xargs(p) for p in sz.parallel), jcp(h, "jcp")]
 
 
 def cold_small(h: Harness, sz: Sizes) -> dict[str, Any]:
@@ -85,7 +98,7 @@ def cold_small(h: Harness, sz: Sizes) -> dict[str, Any]:
         layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size,
     )  # fmt: skip
     r = compare(
-        h, "cold small", refs, _cold_contenders(h, sz, serial=True),
+        h, "cold small", refs, _cold_contenders(h, sz),
         repeats=sz.repeats, long_run=sz.long_run, before_each=lambda: h.remove(refs),
     )  # fmt: skip
     _cold_ratios(r, sz)
@@ -121,7 +134,7 @@ def cold_big(h: Harness, sz: Sizes) -> dict[str, Any]:
     f = floor(layers, h.root / "floor")
     progress(f"floor: {f.one_core:.2f}s on one core, {f.two_cores:.2f}s on two")
     r = compare(
-        h, "cold big", refs, _cold_contenders(h, sz, serial=False),
+        h, "cold big", refs, _cold_contenders(h, sz),
         repeats=sz.repeats, long_run=sz.long_run, before_each=lambda: h.remove(refs),
     )  # fmt: skip
     _cold_ratios(r, sz)

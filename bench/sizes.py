@@ -15,6 +15,8 @@ class Sizes:
     base_size: int = 4 * MiB
     steady: tuple[int, ...] = (40, 200, 1000)
     cri_steady: tuple[int, ...] = (40, 1000)
+    run_sweeps_from: int = 200
+    """Steady sizes from which a `jcp run`'s in-process sweeps are measured too."""
     steady_repos: int = 40
     """Distinct images behind the steady references (the rest are more tags of them)."""
     parallel: tuple[int, ...] = (2, 4, 8, 16)
@@ -22,7 +24,7 @@ class Sizes:
     big_images: int = 4
     big_layer_size: int = 50 * MiB
     repeats: int = 3
-    long_run: float = 10.0
+    long_run: float = 5.0
     """A contender whose first run takes longer than this runs once."""
     latency: float = 0.025
     rate: float = 100e6
@@ -39,6 +41,7 @@ QUICK = Sizes(
     steady=(4, 8),
     cri_steady=(4, 8),
     steady_repos=4,
+    run_sweeps_from=8,
     parallel=(2, 8),
     big_images=1,
     big_layer_size=2 * MiB,
