@@ -226,7 +226,7 @@ async def main(
     extra: list[tuple[str, Coroutine[Any, Any, None]]] = []
     closers: list[Callable[[], Awaitable[None]]] = []
     remote = None
-    if settings.refresh == "digest":
+    if settings.refresh == "digest" or settings.inspect != "never":
         from jcp.registry.client import RegistryClient  # noqa: PLC0415
 
         remote = RegistryClient(

@@ -82,6 +82,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         min_free=args.min_free,
         disk_poll=args.disk_check_interval,
         refresh=args.refresh,
+        inspect=args.inspect,
         insecure_registries=tuple(args.insecure_registry),
     )
 

@@ -206,6 +206,15 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         "never (default: %(default)s)",
     )
     p.add_argument(
+        "--inspect",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="read the manifest of an image before pulling it: a list without this node's "
+        "platform fails without a pull, the size feeds the disk guard, the progress total and "
+        "the order (largest first); auto skips Docker Hub, whose manifest GETs count against "
+        "its pull limit (default: %(default)s)",
+    )
+    p.add_argument(
         "--insecure-registry",
         action="append",
         default=[],

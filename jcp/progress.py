@@ -81,11 +81,10 @@ class TerminalProgress:
             cur = view.progress.current if view.progress is not None else 0
             tot = view.progress.total if view.progress is not None else 0
             got += cur
-            tail = (
-                (f"{_mb(cur)} {100 * cur // tot:3d}%" if tot else f"{_mb(cur)}    ")
-                if bars
-                else "pulling"
-            )
+            if bars:
+                tail = f"{_mb(cur)} {100 * cur // tot:3d}%" if tot else f"{_mb(cur)}    "
+            else:  # the CRI tells nothing until the end: the size from the manifest, if known
+                tail = f"pulling {_mb(tot).strip()}" if tot else "pulling"
             room = max(8, width - len(tail) - 5)
             name = str(view.image)
             if len(name) > room:

@@ -73,6 +73,9 @@ class Settings:
     refresh: str = "digest"
     """How a present tag is refreshed: `digest` (one HEAD; pull only if the tag moved), `pull`
     (ask the runtime every sweep), `never`."""
+    inspect: str = "auto"
+    """Which images to pull are first inspected at their registry (size, platforms): `auto`
+    (all but Docker Hub's, whose manifest GETs count as pulls), `always`, `never`."""
     insecure_registries: tuple[str, ...] = ()
     """Registry hosts asked over plain HTTP (loopback hosts always are)."""
     rate_limit_pause: float = 60.0

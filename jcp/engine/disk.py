@@ -1,4 +1,5 @@
-"""The disk guard: hold back new pulls while the image disk is nearly full.
+"""The disk guard: hold back new pulls while the image disk is nearly full, and do not start a
+pull whose known size would not fit.
 
 Kubelet's image GC deletes unused images once the disk passes its high threshold (85 % used by
 default); pulling past that point only makes kubelet delete what jcp just cached. So by default
@@ -45,6 +46,13 @@ def parse_min_free(text: str) -> MinFree:
     return MinFree(bytes=int(float(m.group(1)) * _UNITS[unit]))
 
 
+def human(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 @dataclass(frozen=True)
 class DiskReading:
     path: str
@@ -76,6 +84,23 @@ class DiskGuard:
         self.path = path
         self.reading: DiskReading | None = None
         self.active = False
+        self.reserved: dict[object, int] = {}
+        """Pull in flight -> the bytes it was expected to need when it started."""
+
+    def shortfall(self, need: int) -> str | None:
+        """Why a pull of about NEED bytes does not fit now (beside the pulls in flight, which
+        reserved theirs), or None when it fits or there is no way to tell."""
+        reading = self.reading
+        if reading is None or need <= 0:
+            return None
+        room = reading.free - reading.required - sum(self.reserved.values())
+        if need <= room:
+            return None
+        return (
+            f"needs about {human(need)} on {reading.path}, where "
+            f"{human(max(0, room))} are free above --min-free {self.threshold}"
+            + (" and the pulls in flight" if self.reserved else "")
+        )
 
     def check(self) -> bool:
         """True when there is room to start a pull (or no way to tell)."""

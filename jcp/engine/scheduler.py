@@ -25,8 +25,10 @@ from jcp.engine.events import Events
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote
 from jcp.engine.runtime_link import UnknownArchError, wait_for_runtime
+from jcp.engine.sizing import Inspect, Sizing, credentials, largest_first
 from jcp.engine.state import ImageState, Snapshot, Sweep
 from jcp.model.config import Config, Target, TargetKey
+from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Reason
 from jcp.model.results import PullResult
 from jcp.runtime.base import ImageRuntime, RuntimeFailure, RuntimeInfo
@@ -67,6 +69,7 @@ class Scheduler:
         """Where tags' digests are asked; None: every present tag goes to the runtime."""
         self.no_remote: dict[str, str] = {}
         """Registry host -> why its digests cannot be asked (the runtime pulls instead)."""
+        self.sizing = Sizing(remote, Inspect(settings.inspect), self.no_remote)
         self.source = ConfigSource(settings.config_dir, settings.interval_flag, env)
         self.node_arch: str | None = settings.arch
         self.info: RuntimeInfo | None = None
@@ -227,9 +230,32 @@ class Scheduler:
         while self.sweep is not None:
             await self.sweep.done.wait()
         await self.observe()
-        sweep = self._new_sweep("sweep", list(self.wanted.values()))
+        started, started_wall = time.monotonic(), time.time()
+        targets = await self._ordered(list(self.wanted.values()))
+        sweep = self._new_sweep("sweep", targets)
+        sweep.started, sweep.started_wall = started, started_wall  # sizing is part of it
         await sweep.done.wait()
         return sweep
+
+    async def _ordered(self, targets: list[Target]) -> list[Target]:
+        """The images to pull first, largest first (sized at their registries), then the
+        present ones: a cold warm-up ends when its longest pull does."""
+        observed, arch = self.observed, self.node_arch
+        self.sizing.known.clear()
+        if observed is None or arch is None:
+            return targets
+        absent = [t for t in targets if not observed.holds(t.image) and t.key not in self.permanent]
+        if not absent:
+            return targets
+        root = self.settings.docker_config_root
+
+        async def auth_for(target: Target) -> RegistryAuth | None:
+            return (await credentials(root, target))[0]
+
+        await self.sizing.presize(absent, arch, auth_for)
+        first = largest_first(absent, self.sizing.known)
+        keys = {t.key for t in first}
+        return first + [t for t in targets if t.key not in keys]
 
     async def observe(self) -> None:
         """Read the runtime's image list (once per sweep): the plan's input, and which selected

@@ -11,13 +11,13 @@ import dataclasses
 import logging
 import time
 
-from jcp import secrets
 from jcp.engine import report
 from jcp.engine.job import Attempt, JobLimits, attempt
 from jcp.engine.plan import TAG_MOVED, Action, Refresh, decide
 from jcp.engine.remote import RemoteError
 from jcp.engine.runtime_link import answers
 from jcp.engine.scheduler import PRIORITY_SWEEP, Item, Scheduler
+from jcp.engine.sizing import credentials, fall_back
 from jcp.engine.state import ImageState
 from jcp.model.credentials import CredentialError, RegistryAuth
 from jcp.model.failures import Failure, Reason
@@ -25,6 +25,10 @@ from jcp.model.results import Outcome, PullResult
 from jcp.runtime.base import PullProgress
 
 log = logging.getLogger(__name__)
+
+UNPACKED_PER_COMPRESSED = 3
+"""Disk a pull needs per compressed byte: application layers unpack to 2-3 times their gzip
+size, and containerd keeps the compressed blobs beside the snapshots."""
 
 
 async def work(s: Scheduler) -> None:
@@ -67,23 +71,11 @@ async def _wait_for_disk(s: Scheduler) -> None:
         await asyncio.sleep(s.settings.disk_poll)
 
 
-async def _credentials(s: Scheduler, item: Item) -> tuple[RegistryAuth | None, str]:
-    """Credentials for a private target, and a fingerprint of the entry and its secret."""
-    target = item.target
-    fingerprint = repr(target.key)
-    if not target.entry.private:
-        return None, fingerprint
-    auth, secret_fingerprint = await secrets.resolve(
-        s.settings.docker_config_root, target.entry.secret, target.registry
-    )
-    return auth, fingerprint + secret_fingerprint
-
-
 async def _process(s: Scheduler, item: Item) -> None:
     target, key = item.target, item.target.key
     state = s.states.setdefault(key, ImageState(target))
     try:
-        auth, fingerprint = await _credentials(s, item)
+        auth, fingerprint = await credentials(s.settings.docker_config_root, target)
     except Exception as exc:
         if not isinstance(exc, CredentialError):  # a bug in the secret parser: never fatal
             # No traceback: an exception's text may quote the secret's content.
@@ -108,28 +100,64 @@ async def _process(s: Scheduler, item: Item) -> None:
         done = Attempt(Outcome.UP_TO_DATE, 0.0, digest=target.image.digest)
         _complete(s, item, state, _result(item, done, None))
         return
+    size = 0
+    if decision.why in ("absent", TAG_MOVED):
+        sized = await _sized(s, item, auth)
+        if isinstance(sized, Failure):
+            await _conclude(
+                s, item, state, Attempt(Outcome.FAILED, 0.0, failure=sized), fingerprint
+            )
+            return
+        size = sized
     state.status = "pulling"
     state.next_retry = None
-    state.progress = None
+    info = s.info
+    reports_progress = info is None or info.reports_progress
+    # A runtime without progress (the CRI) still shows what the pull is for: its size.
+    state.progress = None if reports_progress or not size else PullProgress(0, size)
     present = s.observed is not None and s.observed.holds(target.image)
     report.pull_started(target, item.attempt, present=present, why=decision.why)
-    info = s.info
     assert s.node_arch is not None
-    done = await attempt(
-        s.runtime,
-        target.image,
-        platform=f"linux/{s.node_arch}" if info is None or info.supports_platform else None,
-        auth=auth,
-        limits=JobLimits(s.settings.pull_timeout, s.settings.stall_timeout),
-        reports_progress=info is None or info.reports_progress,
-        on_progress=lambda p: _progressed(s, state, p),
-        activity=lambda: s.last_progress,
-    )
+    s.disk.reserved[key] = size * UNPACKED_PER_COMPRESSED
+    try:
+        done = await attempt(
+            s.runtime,
+            target.image,
+            platform=f"linux/{s.node_arch}" if info is None or info.supports_platform else None,
+            auth=auth,
+            limits=JobLimits(s.settings.pull_timeout, s.settings.stall_timeout),
+            reports_progress=reports_progress,
+            on_progress=lambda p: _progressed(s, state, p),
+            activity=lambda: s.last_progress,
+        )
+    finally:
+        s.disk.reserved.pop(key, None)
+    await _conclude(s, item, state, done, fingerprint)
+
+
+async def _sized(s: Scheduler, item: Item, auth: RegistryAuth | None) -> int | Failure:
+    """The compressed size of the image to pull (0: unknown), or why it must not be pulled:
+    not built for this node (permanent), or it does not fit on the disk now (transient)."""
+    assert s.node_arch is not None
+    found = await s.sizing.inspect(item.target, auth, s.node_arch)
+    if found is None or isinstance(found, Failure):
+        return found or 0
+    short = s.disk.shortfall(found.size * UNPACKED_PER_COMPRESSED)
+    if short is not None:
+        return Failure(Reason.DISK, f"{item.target.image} {short}")
+    return found.size
+
+
+async def _conclude(
+    s: Scheduler, item: Item, state: ImageState, done: Attempt, fingerprint: str
+) -> None:
+    """Retry, wait out the runtime, or record the attempt's result."""
+    key = item.target.key
     failure = done.failure
     if failure and failure.reason == Reason.DAEMON and await _outlast_runtime(s, item):
         return
     if failure and failure.reason == Reason.RATE_LIMITED:
-        _pause_registry(s, target.registry, failure)
+        _pause_registry(s, item.target.registry, failure)
     retries = s.settings.backoff.retries
     if failure and failure.transient and item.attempt <= retries and key in s.wanted:
         _retry(s, item, state, failure)
@@ -167,12 +195,7 @@ async def _remote_digest(
     except RemoteError as exc:
         failure = exc.failure
         if exc.unreachable:
-            s.no_remote[registry] = failure.message
-            log.warning(
-                f"registry {registry} cannot be asked for digests ({failure.message}); its "
-                "images are refreshed through the runtime's own pull",
-                extra={"fields": {"event": "remote_fallback", "registry": registry}},
-            )
+            fall_back(s.no_remote, registry, failure.message)
             return None
         if failure.reason == Reason.NOT_FOUND:
             log.warning(

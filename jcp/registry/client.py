@@ -1,5 +1,6 @@
 """A small client of the registry v2 API: what digest does a tag name now? (`HEAD` of the
-manifest with the Accept header for Docker and OCI manifests and indexes.)
+manifest with the Accept header for Docker and OCI manifests and indexes.) And, for an image
+about to be pulled, its size and platforms (`GET` of the manifest, and of the list's entry).
 
 One connection pool and a bounded number of requests in flight per registry. Loopback hosts
 and `--insecure-registry` hosts are plain HTTP, as Docker treats them; Docker Hub's names go to
@@ -11,13 +12,23 @@ registry-1.docker.io. Errors become the model's failure classes (401/403 auth, 4
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Collection
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Failure, Reason, RegistryFailure
+from jcp.model.manifests import (
+    MAX_MANIFEST_BYTES,
+    Index,
+    Manifest,
+    ManifestError,
+    RemoteImage,
+    parse,
+)
 from jcp.model.refs import DOCKER_HUB, ImageRef
 from jcp.registry.auth import Challenge, TokenCache, basic, fingerprint, parse_challenge
 
@@ -73,9 +84,51 @@ class RegistryClient:
 
     async def digest(self, image: ImageRef, auth: RegistryAuth | None) -> str:
         """The digest IMAGE's tag names now; raises RegistryFailure."""
+        headers, _ = await self._manifest("HEAD", image, image.tag or image.digest or "", auth)
+        found = headers.get("Docker-Content-Digest")
+        if not found:
+            raise RegistryFailure(
+                Failure(Reason.REGISTRY, f"{image.registry} sent no Docker-Content-Digest"),
+                unreachable=True,
+            )
+        return found
+
+    async def inspect(self, image: ImageRef, auth: RegistryAuth | None, arch: str) -> RemoteImage:
+        """IMAGE's compressed size for a Linux node of ARCH, read from its manifest (and its
+        list's entry): raises RegistryFailure, with reason `platform` when the list was not
+        built for ARCH. Two manifest GETs for a list, one for a single manifest."""
+        reference = image.digest or image.tag or ""
+        headers, body = await self._manifest("GET", image, reference, auth)
+        digest = headers.get("Docker-Content-Digest") or image.digest or _sha256(body)
+        found = _parse(image, headers, body)
+        if isinstance(found, Manifest):
+            return RemoteImage(digest, found.size)
+        entry = found.pick(arch)
+        platforms = tuple(found.platforms())
+        if entry is None:
+            built = ", ".join(platforms) or "no platform"
+            raise RegistryFailure(
+                Failure(
+                    Reason.PLATFORM,
+                    f"{image} is not built for linux/{arch}: its manifest list has {built}",
+                )
+            )
+        headers, body = await self._manifest("GET", image, entry.digest, auth)
+        child = _parse(image, headers, body)
+        if not isinstance(child, Manifest):
+            raise RegistryFailure(
+                Failure(Reason.REGISTRY, f"{image}: the list's entry is not a manifest")
+            )
+        return RemoteImage(digest, child.size, platforms)
+
+    async def _manifest(
+        self, method: str, image: ImageRef, reference: str, auth: RegistryAuth | None
+    ) -> tuple[CIMultiDictProxy[str], bytes]:
+        """One manifest request (HEAD or GET) with the auth its registry challenges for."""
         host = image.registry
+        kind = method.lower()
         scope = f"repository:{image.repository}:pull"
-        url = f"{self.base(host)}/v2/{image.repository}/manifests/{image.tag or image.digest}"
+        url = f"{self.base(host)}/v2/{image.repository}/manifests/{reference}"
         session = self._session(host)
         async with self._slots[host]:
             for attempt in (1, 2):
@@ -84,8 +137,10 @@ class RegistryClient:
                 if authorization:
                     headers["Authorization"] = authorization
                 try:
-                    async with session.head(url, headers=headers, allow_redirects=True) as resp:
-                        self._count(host, "head", str(resp.status))
+                    async with session.request(
+                        method, url, headers=headers, allow_redirects=True
+                    ) as resp:
+                        self._count(host, kind, str(resp.status))
                         self._note_limits(host, resp.headers)
                         if resp.status == 401 and attempt == 1:
                             challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
@@ -93,15 +148,10 @@ class RegistryClient:
                                 self._challenges[host] = challenge
                                 continue
                         self._raise_for(host, resp.status, resp.headers, image)
-                        found = resp.headers.get("Docker-Content-Digest")
-                        if not found:
-                            raise RegistryFailure(
-                                Failure(Reason.REGISTRY, f"{host} sent no Docker-Content-Digest"),
-                                unreachable=True,
-                            )
-                        return found
+                        body = b"" if method == "HEAD" else await _read(resp, image)
+                        return resp.headers, body
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    self._count(host, "head", "error")
+                    self._count(host, kind, "error")
                     raise RegistryFailure(
                         Failure(Reason.REGISTRY, f"cannot reach {host}: {type(exc).__name__}"),
                         unreachable=True,
@@ -185,3 +235,27 @@ class RegistryClient:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+
+
+async def _read(resp: aiohttp.ClientResponse, image: ImageRef) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_MANIFEST_BYTES:
+            raise RegistryFailure(
+                Failure(Reason.REGISTRY, f"{image}: manifest over {MAX_MANIFEST_BYTES} bytes")
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(image: ImageRef, headers: CIMultiDictProxy[str], body: bytes) -> Index | Manifest:
+    try:
+        return parse(body, headers.get("Content-Type"))
+    except ManifestError as exc:
+        raise RegistryFailure(Failure(Reason.REGISTRY, f"{image}: {exc}")) from None
+
+
+def _sha256(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()

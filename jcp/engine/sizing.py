@@ -1,0 +1,141 @@
+"""Sizes and platforms of the images a sweep is about to pull, asked of the registry first.
+
+Why ask before the runtime pulls:
+- a manifest list without the node's platform is a permanent failure that the runtime would
+  report only after a round trip, in its own words; jcp says "not built for linux/arm64" and
+  makes no runtime call;
+- the compressed size tells the disk guard whether a pull fits, and gives CRI pulls (which
+  report no progress) a total;
+- a sweep starts its largest pulls first (longest processing time first), so the biggest image
+  does not start last and set the end of a cold warm-up.
+
+Only images to pull are inspected (absent, or their tag moved): a steady sweep stays at one
+HEAD per image. Docker Hub counts manifest GETs against its pull rate limit, so `--inspect auto`
+(the default) leaves Hub images alone; `always` and `never` are the other choices. A registry
+that cannot be asked is left to the runtime's own pull, as for digests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from enum import StrEnum
+from pathlib import Path
+
+from jcp import secrets
+from jcp.engine.remote import Remote, RemoteError
+from jcp.model.config import Target, TargetKey
+from jcp.model.credentials import RegistryAuth
+from jcp.model.failures import Failure, Reason
+from jcp.model.manifests import RemoteImage
+from jcp.model.refs import DOCKER_HUB
+
+log = logging.getLogger(__name__)
+
+PRESIZE_BUDGET = 10.0
+"""Seconds a sweep may spend sizing before it starts pulling; what is not known by then is
+inspected by its puller (and queued as if it were the largest)."""
+
+Found = RemoteImage | Failure | None
+"""What inspection tells: the image's size, a permanent failure (platform), or nothing."""
+
+
+class Inspect(StrEnum):
+    AUTO = "auto"
+    """Every registry but Docker Hub (its manifest GETs count as pulls)."""
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+async def credentials(root: Path, target: Target) -> tuple[RegistryAuth | None, str]:
+    """Credentials for a private target, and a fingerprint of the entry and its secret."""
+    fingerprint = repr(target.key)
+    if not target.entry.private:
+        return None, fingerprint
+    auth, secret_fingerprint = await secrets.resolve(root, target.entry.secret, target.registry)
+    return auth, fingerprint + secret_fingerprint
+
+
+def fall_back(no_remote: dict[str, str], registry: str, why: str) -> None:
+    """Stop asking REGISTRY (said once): its images go through the runtime's own pull."""
+    if registry in no_remote:
+        return
+    no_remote[registry] = why
+    log.warning(
+        f"registry {registry} cannot be asked for digests ({why}); its images are refreshed "
+        "through the runtime's own pull",
+        extra={"fields": {"event": "remote_fallback", "registry": registry}},
+    )
+
+
+class Sizing:
+    def __init__(self, remote: Remote | None, mode: Inspect, no_remote: dict[str, str]) -> None:
+        self.remote = remote
+        self.mode = mode
+        self.no_remote = no_remote
+        self.known: dict[TargetKey, RemoteImage | Failure] = {}
+        """This sweep's answers, by target (a tag may move between sweeps)."""
+
+    def asks(self, target: Target) -> bool:
+        if self.remote is None or self.mode == Inspect.NEVER:
+            return False
+        if target.registry in self.no_remote:
+            return False
+        return not (self.mode == Inspect.AUTO and target.registry == DOCKER_HUB)
+
+    async def inspect(self, target: Target, auth: RegistryAuth | None, arch: str) -> Found:
+        found = self.known.get(target.key)
+        if found is not None or self.remote is None or not self.asks(target):
+            return found
+        try:
+            image = await self.remote.inspect(target.image, auth, arch)
+        except RemoteError as exc:
+            if exc.unreachable:
+                fall_back(self.no_remote, target.registry, exc.failure.message)
+                return None
+            if exc.failure.reason == Reason.PLATFORM:
+                self.known[target.key] = exc.failure
+                return exc.failure
+            # Not found, auth, a manifest jcp cannot read: the runtime's pull says it best.
+            log.debug(f"{target.image}: not inspected ({exc.failure.message})")
+            return None
+        self.known[target.key] = image
+        return image
+
+    async def presize(
+        self,
+        targets: Iterable[Target],
+        arch: str,
+        auth_for: Callable[[Target], Awaitable[RegistryAuth | None]],
+    ) -> None:
+        """Inspect TARGETS together (the remote bounds requests per registry), for at most
+        PRESIZE_BUDGET seconds."""
+        self.known.clear()
+
+        async def one(target: Target) -> None:
+            try:
+                auth = await auth_for(target)
+            except Exception:
+                return
+            await self.inspect(target, auth, arch)
+
+        wanted = [t for t in targets if self.asks(t)]
+        if not wanted:
+            return
+        tasks = [asyncio.create_task(one(t)) for t in wanted]
+        _, late = await asyncio.wait(tasks, timeout=PRESIZE_BUDGET)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def largest_first(targets: list[Target], known: Mapping[TargetKey, object]) -> list[Target]:
+    """TARGETS by size, largest first; those of unknown size first of all (one of them may be
+    the largest), each group in config order."""
+
+    def size(t: Target) -> float:
+        found = known.get(t.key)
+        return float(found.size) if isinstance(found, RemoteImage) else float("inf")
+
+    return sorted(targets, key=size, reverse=True)

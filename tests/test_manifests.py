@@ -1,0 +1,157 @@
+"""The manifest rules, as tables: media types, the platform a node pulls from a list, the
+compressed size, and what is refused; and the order a sweep pulls in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jcp.engine.sizing import Inspect, Sizing, largest_first
+from jcp.model.config import Target, build_config, decode_files
+from jcp.model.failures import Failure, Reason
+from jcp.model.manifests import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Index,
+    Manifest,
+    ManifestError,
+    RemoteImage,
+    parse,
+)
+
+
+def _list(*platforms: dict[str, str], media: str = DOCKER_LIST) -> bytes:
+    entries = [
+        {"mediaType": DOCKER_MANIFEST, "size": 1, "digest": f"sha256:{i:064x}", "platform": p}
+        for i, p in enumerate(platforms)
+    ]
+    return json.dumps({"schemaVersion": 2, "mediaType": media, "manifests": entries}).encode()
+
+
+AMD64 = {"os": "linux", "architecture": "amd64"}
+ARM64 = {"os": "linux", "architecture": "arm64", "variant": "v8"}
+S390X = {"os": "linux", "architecture": "s390x"}
+WINDOWS = {"os": "windows", "architecture": "amd64"}
+ATTESTATION = {"os": "unknown", "architecture": "unknown"}
+
+
+@pytest.mark.parametrize(
+    ("body", "arch", "picked", "platforms"),
+    [
+        (_list(AMD64, ARM64), "amd64", 0, ["linux/amd64", "linux/arm64/v8"]),
+        (_list(AMD64, ARM64), "arm64", 1, ["linux/amd64", "linux/arm64/v8"]),
+        (_list(AMD64, ARM64, media=OCI_INDEX), "arm64", 1, ["linux/amd64", "linux/arm64/v8"]),
+        (_list(AMD64, S390X), "arm64", None, ["linux/amd64", "linux/s390x"]),
+        (_list(WINDOWS, AMD64), "amd64", 1, ["linux/amd64", "windows/amd64"]),
+        (_list(WINDOWS), "amd64", None, ["windows/amd64"]),
+        (_list(AMD64, ATTESTATION), "amd64", 0, ["linux/amd64"]),
+        (_list({"os": "linux", "architecture": "x86_64"}), "amd64", 0, ["linux/x86_64"]),
+        (_list(), "amd64", None, []),
+    ],
+)
+def test_the_platform_a_node_pulls(
+    body: bytes, arch: str, picked: int | None, platforms: list[str]
+) -> None:
+    index = parse(body, None)
+    assert isinstance(index, Index)
+    entry = index.pick(arch)
+    assert (None if entry is None else index.entries.index(entry)) == picked
+    assert index.platforms() == platforms
+
+
+@pytest.mark.parametrize("media", [DOCKER_MANIFEST, OCI_MANIFEST])
+def test_a_manifest_size_is_its_config_and_layers(media: str) -> None:
+    doc = {
+        "schemaVersion": 2,
+        "config": {"size": 1234, "digest": "sha256:" + "c" * 64},
+        "layers": [{"size": 10_000_000}, {"size": 5}],
+    }
+    # The media type from the document, or else from the Content-Type header.
+    assert parse(json.dumps({**doc, "mediaType": media}).encode(), None) == Manifest(
+        10_001_239, 2
+    )
+    assert parse(json.dumps(doc).encode(), f"{media}; charset=utf-8") == Manifest(10_001_239, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "says"),
+    [
+        (b"{", None, "not JSON"),
+        (b"[]", None, "not a JSON object"),
+        (b'{"schemaVersion": 1, "fsLayers": []}', None, "unsupported manifest media type 'none'"),
+        (
+            b'{"schemaVersion": 1}',
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            "unsupported manifest media type 'application/vnd.docker.distribution.manifest.v1",
+        ),
+        (json.dumps({"mediaType": DOCKER_MANIFEST}).encode(), None, "no list of layers"),
+        (
+            json.dumps({"mediaType": OCI_MANIFEST, "config": {}, "layers": []}).encode(),
+            None,
+            "no valid size",
+        ),
+        (
+            json.dumps(
+                {"mediaType": OCI_MANIFEST, "config": {"size": True}, "layers": []}
+            ).encode(),
+            None,
+            "no valid size",
+        ),
+        (
+            json.dumps(
+                {"mediaType": OCI_MANIFEST, "config": {"size": 1}, "layers": [{"size": -1}]}
+            ).encode(),
+            None,
+            "no valid size",
+        ),
+        (json.dumps({"mediaType": OCI_INDEX}).encode(), None, "no list of manifests"),
+        (json.dumps({"mediaType": OCI_INDEX, "manifests": [{}]}).encode(), None, "digest"),
+        (b"\xff\xfe", None, "not JSON"),
+    ],
+)
+def test_what_is_not_a_manifest_is_said(body: bytes, content_type: str | None, says: str) -> None:
+    with pytest.raises(ManifestError, match=says):
+        parse(body, content_type)
+
+
+def _targets(*refs: str) -> list[Target]:
+    text = json.dumps([{"ref": r, "registry": r.split("/")[0]} for r in refs]).encode()
+    config = build_config(decode_files("image.config", text, None, None))
+    return list(config.select("amd64").targets)
+
+
+def test_largest_first_with_unknown_sizes_ahead() -> None:
+    names = ("small", "unknown", "big", "gone", "medium", "also-unknown")
+    targets = _targets(*(f"r.example/{name}:1" for name in names))
+    names = tuple(t.image.repository for t in targets)
+    known: dict[object, object] = {
+        targets[names.index("small")].key: RemoteImage("d", 10),
+        targets[names.index("big")].key: RemoteImage("d", 10_000),
+        targets[names.index("medium")].key: RemoteImage("d", 500),
+        targets[names.index("gone")].key: Failure(Reason.PLATFORM, "not built"),
+    }
+    order = [t.image.repository for t in largest_first(targets, known)]  # type: ignore[arg-type]
+    assert order == ["unknown", "gone", "also-unknown", "big", "medium", "small"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "registry", "asked"),
+    [
+        (Inspect.AUTO, "r.example", True),
+        (Inspect.AUTO, "docker.io", False),  # Hub counts manifest GETs as pulls
+        (Inspect.ALWAYS, "docker.io", True),
+        (Inspect.NEVER, "r.example", False),
+        (Inspect.AUTO, "fallen.example", False),  # a registry that cannot be asked
+    ],
+)
+def test_which_registries_are_inspected(mode: Inspect, registry: str, asked: bool) -> None:
+    [target] = _targets(f"{registry}/a/b:1")
+
+    class NoRemote:
+        """Never called: `asks` decides without the network."""
+
+    sizing = Sizing(NoRemote(), mode, {"fallen.example": "refused"})  # type: ignore[arg-type]
+    assert sizing.asks(target) is asked
