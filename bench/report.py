@@ -101,7 +101,8 @@ def _steady(results: dict[str, Any]) -> list[str]:
 
 
 def _cold(results: dict[str, Any]) -> list[str]:
-    rows = [(n, results[n]) for n in ("cold_small", "cold_slow_link", "cold_big") if n in results]
+    cold = ("cold_small", "cold_slow_link", "cold_big", "cold_mixed")
+    rows = [(n, results[n]) for n in cold if n in results]
     if not rows:
         return []
     names: list[str] = []
@@ -217,7 +218,7 @@ def goals(results: dict[str, Any]) -> list[tuple[str, float | None, float, str |
     out.extend(
         (f"{name}: jcp/best xargs -P <= {COLD_TARGET}",
          results[name]["jcp_vs_best_xargs"], COLD_TARGET, None)
-        for name in ("cold_small", "cold_big") if name in results
+        for name in ("cold_small", "cold_big", "cold_mixed") if name in results
     )  # fmt: skip
     out.extend(tuple(g) for g in results.get("containerd", {}).get("goals", []))
     if "reload_latency" in results:

@@ -156,6 +156,25 @@ def cold_big(h: Harness, sz: Sizes) -> dict[str, Any]:
     return r
 
 
+def cold_mixed(h: Harness, sz: Sizes) -> dict[str, Any]:
+    """Small images with one big image listed last, as lists come in no size order: `xargs -P`
+    starts pulls in list order, jcp sizes them at the registry and starts the largest first."""
+    layers = sets.big_layers(1, sz.big_layer_size)
+    big = sets.push_big(_client(h), "mixed-big", layers)
+    small = sets.push_small(
+        _client(h), "mixed", sz.mixed_small,
+        layers=sz.layers, layer_size=sz.layer_size, base_size=sz.base_size,
+    )  # fmt: skip
+    refs = small + big
+    r = compare(
+        h, "cold mixed", refs, _cold_contenders(h, sz),
+        repeats=sz.repeats, long_run=sz.long_run, before_each=lambda: h.remove(refs),
+    )  # fmt: skip
+    _cold_ratios(r, sz)
+    h.remove(refs)
+    return r
+
+
 def reload_latency(h: Harness, sz: Sizes) -> dict[str, Any]:
     refs = sets.push_small(
         _client(h), "reload", sz.small_images, layers=1, layer_size=64 * 1024, base_size=65536
@@ -255,6 +274,7 @@ SCENARIOS: dict[str, Callable[[Harness, Sizes], dict[str, Any]]] = {
     "cold_small": cold_small,
     "cold_slow_link": cold_slow_link,
     "cold_big": cold_big,
+    "cold_mixed": cold_mixed,
     "reload_latency": reload_latency,
     "footprint": footprint,
     "scale": scale,

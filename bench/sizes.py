@@ -22,6 +22,8 @@ class Sizes:
     parallel: tuple[int, ...] = (2, 4, 8, 16)
     """`xargs -P` levels of the cold warm-up."""
     big_images: int = 4
+    mixed_small: int = 16
+    """Small images before the big one in the mixed set."""
     big_layer_size: int = 50 * MiB
     repeats: int = 3
     long_run: float = 5.0
@@ -44,6 +46,7 @@ QUICK = Sizes(
     run_sweeps_from=8,
     parallel=(2, 8),
     big_images=1,
+    mixed_small=2,
     big_layer_size=2 * MiB,
     repeats=1,
     reload_repeats=2,

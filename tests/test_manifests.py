@@ -126,12 +126,12 @@ def _targets(*refs: str) -> list[Target]:
 def test_largest_first_with_unknown_sizes_ahead() -> None:
     names = ("small", "unknown", "big", "gone", "medium", "also-unknown")
     targets = _targets(*(f"r.example/{name}:1" for name in names))
-    names = tuple(t.image.repository for t in targets)
+    order_in_config = [t.image.repository for t in targets]
     known: dict[object, object] = {
-        targets[names.index("small")].key: RemoteImage("d", 10),
-        targets[names.index("big")].key: RemoteImage("d", 10_000),
-        targets[names.index("medium")].key: RemoteImage("d", 500),
-        targets[names.index("gone")].key: Failure(Reason.PLATFORM, "not built"),
+        targets[order_in_config.index("small")].key: RemoteImage("d", 10),
+        targets[order_in_config.index("big")].key: RemoteImage("d", 10_000),
+        targets[order_in_config.index("medium")].key: RemoteImage("d", 500),
+        targets[order_in_config.index("gone")].key: Failure(Reason.PLATFORM, "not built"),
     }
     order = [t.image.repository for t in largest_first(targets, known)]  # type: ignore[arg-type]
     assert order == ["unknown", "gone", "also-unknown", "big", "medium", "small"]
