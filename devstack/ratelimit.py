@@ -177,6 +177,10 @@ class RateLimitedRegistry:
             for name, value in up.headers.items():
                 if name.lower() not in _HOP:
                     out.headers.add(name, value)
+            if self.allow is not None and _MANIFEST.match(path):  # as Docker Hub does
+                left = max(0, self.allow - self._manifest_gets)
+                out.headers["RateLimit-Limit"] = f"{self.allow};w=21600"
+                out.headers["RateLimit-Remaining"] = f"{left};w=21600"
             await out.prepare(request)
             try:
                 if request.method != "HEAD":

@@ -232,6 +232,7 @@ async def main(
         remote = RegistryClient(
             insecure=settings.insecure_registries,
             on_request=metrics.registry_request if metrics is not None else None,
+            on_limits=metrics.registry_limits if metrics is not None else None,
         )
         closers.append(remote.close)
     scheduler = Scheduler(

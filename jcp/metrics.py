@@ -137,6 +137,19 @@ class Metrics(Events):
             ["registry", "kind", "result"],
             registry=r,
         )
+        self.registry_limit = Gauge(
+            "jcp_registry_ratelimit_limit",
+            "A registry's pull rate limit, as its last answer to jcp said (Docker Hub's "
+            "ratelimit-limit header)",
+            ["registry"],
+            registry=r,
+        )
+        self.registry_remaining = Gauge(
+            "jcp_registry_ratelimit_remaining",
+            "What remains of a registry's pull rate limit, as its last answer to jcp said",
+            ["registry"],
+            registry=r,
+        )
         self.disk_guard = Gauge(
             "jcp_disk_guard_active",
             "1 while pulls are held back for lack of disk space",
@@ -207,6 +220,12 @@ class Metrics(Events):
 
     def registry_request(self, registry: str, kind: str, result: str) -> None:
         self.registry_requests.labels(registry, kind, result).inc()
+
+    def registry_limits(self, registry: str, limit: int | None, remaining: int | None) -> None:
+        if limit is not None:
+            self.registry_limit.labels(registry).set(limit)
+        if remaining is not None:
+            self.registry_remaining.labels(registry).set(remaining)
 
     # -- a scrape ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiodocker
+import aiohttp
 import pytest
 
 from devstack.images import RegistryClient, push_synthetic
@@ -103,3 +104,35 @@ async def test_steady_sweep_is_one_head_per_image_and_no_pull(
     push_synthetic(open_client, repos[0], "1")
     await run.wait_line(rf"Pulled {re.escape(refs[0])}", count=2, timeout=20)
     assert run.count(r"Pulled ") == 6
+
+
+async def test_rate_limit_headers_become_metrics(
+    tmp_path: Path,
+    stack: Stack,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """Docker Hub says on every manifest answer how much of its limit is left; jcp shows it, so
+    operators see the allowance shrink before the first 429."""
+    hub = RateLimitedRegistry(stack.open_registry.host, allow=100).start()
+    try:
+        repos = [unique("lim") for _ in "ab"]
+        for repo in repos:
+            push_synthetic(open_client, repo, "1")
+        refs = [f"{hub.host}/{repo}:1" for repo in repos]
+        cfg = publish(tmp_path / "config", [entry(r) for r in refs], interval="1")
+        run = jcp("run", engine_args(cfg, docker_root))
+        await run.wait_line(r"sweep 1 done.*2 pulled", timeout=30)
+        await run.wait_line(r"sweep 2 done.*0 pulled", timeout=20)  # steady: HEADs only
+        assert run.http is not None
+        async with aiohttp.ClientSession() as s, s.get(run.http + "/metrics") as resp:
+            text = await resp.text()
+        gets = sum(1 for seen in hub.seen if seen.method == "GET" and "/manifests/" in seen.path)
+        assert gets >= 2, "the daemon's pulls (and jcp's inspection) are counted GETs"
+        labels = f'{{registry="{hub.host}"}}'
+        assert f"jcp_registry_ratelimit_limit{labels} 100.0" in text, text
+        assert f"jcp_registry_ratelimit_remaining{labels} {100 - gets}.0" in text, text
+    finally:
+        hub.stop()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Callable, Collection
 
@@ -43,6 +44,9 @@ _TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 RequestHook = Callable[[str, str, str], None]
 """(registry, kind: ping|token|head|get, result: an HTTP status or 'error')"""
+LimitsHook = Callable[[str, int | None, int | None], None]
+"""(registry, its rate limit, what remains of it), as its last answer said"""
+_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining")
 
 
 class RegistryClient:
@@ -52,10 +56,12 @@ class RegistryClient:
         insecure: Collection[str] = (),
         per_registry: int = 8,
         on_request: RequestHook | None = None,
+        on_limits: LimitsHook | None = None,
     ) -> None:
         self.insecure = set(insecure)
         self.per_registry = per_registry
         self.on_request = on_request
+        self.on_limits = on_limits
         self.requests: Counter[tuple[str, str, str]] = Counter()
         self.rate_limits: dict[str, dict[str, str]] = {}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
@@ -204,12 +210,18 @@ class RegistryClient:
         return token, float(expires) if isinstance(expires, int | float) else 60.0
 
     def _note_limits(self, host: str, headers: object) -> None:
+        """Keep what a registry says of its rate limit (Docker Hub: `ratelimit-limit: 100;w=21600`
+        on every manifest answer), so operators see the allowance shrink before a 429."""
         get = getattr(headers, "get", None)
         if get is None:
             return
         found = {k: str(get(k)) for k in ("ratelimit-limit", "ratelimit-remaining") if get(k)}
-        if found:
-            self.rate_limits[host] = found
+        if not found:
+            return
+        self.rate_limits[host] = found
+        if self.on_limits is not None:
+            limit, remaining = (_leading_int(found.get(k)) for k in _LIMIT_HEADERS)
+            self.on_limits(host, limit, remaining)
 
     def _raise_for(self, host: str, status: int, headers: object, image: ImageRef | None) -> None:
         if status < 400:
@@ -259,3 +271,9 @@ def _parse(image: ImageRef, headers: CIMultiDictProxy[str], body: bytes) -> Inde
 
 def _sha256(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _leading_int(value: str | None) -> int | None:
+    """`76;w=21600` -> 76."""
+    found = re.match(r"\s*(\d+)", value or "")
+    return int(found.group(1)) if found else None
