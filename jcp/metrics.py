@@ -133,7 +133,7 @@ class Metrics(Events):
         )
         self.registry_requests = Counter(
             "jcp_registry_requests",
-            "Requests jcp made to registries itself (digest checks), by kind and result",
+            "Requests jcp made to registries itself (digests, manifests, tokens)",
             ["registry", "kind", "result"],
             registry=r,
         )
