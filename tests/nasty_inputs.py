@@ -145,6 +145,8 @@ NASTY_CONFIGS: dict[str, tuple[object, object, str]] = {
     "many-problems": (json.dumps([1] * 100000).encode(), None, "1 more problem(s) not shown (1 error(s)); stopped checking at entry 101 of 100000"),
     "control-characters": (json.dumps([{"ref": "\x1b[2J", "arch": {"amd64": "a:1"}, "\x1b[31m": 1, "registry": "\x07"}]).encode(), None, 'entry 0 ("\\u001b[2J"): key \'registry\': "\\u0007" is not a registry host'),
     "huge-ref": (json.dumps([{"ref": "a" * 500000 + "!"}]).encode(), None, "malformed image reference"),
+    "single-label-registry": (json.dumps([{"ref": "app:1", "registry": "myregistry"}]).encode(), None, "key 'registry': 'myregistry' has no '.' or ':', so runtimes would read its images as Docker Hub's"),
+    "uppercase-host-ref": (json.dumps([{"ref": "Upper/case:1", "registry": "docker.io"}]).encode(), None, "registry host 'upper' has no '.' or ':', so runtimes read 'upper/...' as a Docker Hub repository"),
 }  # fmt: skip
 
 # id: (dockerconfigjson bytes, what the error says or "ok"). No message may show a value.

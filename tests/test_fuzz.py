@@ -39,7 +39,7 @@ from jcp.model.config import (
 )
 from jcp.model.credentials import CredentialError, RegistryAuth, parse_docker_config
 from jcp.model.jsonsafe import MAX_DEPTH, JsonError, loads
-from jcp.model.refs import parse_reference
+from jcp.model.refs import InvalidReferenceError, parse_reference
 from jcp.secrets import resolve
 from tests.nasty_inputs import (
     B64,
@@ -97,24 +97,22 @@ def check_config(files: ConfigFiles, interval_flag: float | None = None) -> Conf
         assert (entry.arch is None) != (entry.default_ref is None)
     for arch in SUPPORTED:
         for target in config.select(arch).targets:
-            if not single_label_registry(target.image.registry):  # see test_single_label_...
-                assert parse_reference(str(target.image)) == target.image
+            assert parse_reference(str(target.image)) == target.image
     return config
 
 
-def single_label_registry(host: str) -> bool:
-    return host != "localhost" and not any(c in host for c in ".:[")
-
-
-@pytest.mark.xfail(strict=True, reason="refs.py: a registry without '.' or ':' prints ambiguously")
-def test_single_label_registry_prints_as_it_parses() -> None:
+def test_single_label_registry_is_refused() -> None:
     """Found by test_generated_entries: `Upper/case` names registry host `Upper` (an uppercase
-    first component is a host in docker's grammar), normalised to `upper`; but the image then
-    prints as `upper/case:latest`, which is docker.io/upper/case: the runtime would be asked for
-    another image. Remove the xfail (and single_label_registry) once refs.py prints it
-    unambiguously or refuses it."""
-    image = parse_reference("Upper/case")
-    assert parse_reference(str(image)) == image
+    first component is a host in Docker's grammar), normalised to `upper`; printed, it became
+    `upper/case:latest`, which is docker.io/upper/case: the runtime would have been asked for
+    another image. No reference can name such a host, so it is refused, saying why."""
+    hub = re.escape("runtimes read 'upper/...' as a Docker Hub")
+    with pytest.raises(InvalidReferenceError, match=hub):
+        parse_reference("Upper/case")
+    with pytest.raises(InvalidReferenceError, match=re.escape("has no '.' or ':'")):
+        parse_reference("app:1", default_registry="myregistry")
+    assert parse_reference("localhost/app").registry == "localhost"
+    assert parse_reference("Upper:5000/case").registry == "upper:5000"
 
 
 def check_rejected(exc: ConfigError, files: tuple[str | None, ...]) -> None:

@@ -70,9 +70,7 @@ def test_a_manifest_size_is_its_config_and_layers(media: str) -> None:
         "layers": [{"size": 10_000_000}, {"size": 5}],
     }
     # The media type from the document, or else from the Content-Type header.
-    assert parse(json.dumps({**doc, "mediaType": media}).encode(), None) == Manifest(
-        10_001_239, 2
-    )
+    assert parse(json.dumps({**doc, "mediaType": media}).encode(), None) == Manifest(10_001_239, 2)
     assert parse(json.dumps(doc).encode(), f"{media}; charset=utf-8") == Manifest(10_001_239, 2)
 
 
@@ -145,13 +143,18 @@ def test_largest_first_with_unknown_sizes_ahead() -> None:
         (Inspect.ALWAYS, "docker.io", True),
         (Inspect.NEVER, "r.example", False),
         (Inspect.AUTO, "fallen.example", False),  # a registry that cannot be asked
+        (Inspect.AUTO, "metered.example", False),  # it sent RateLimit headers
+        (Inspect.ALWAYS, "metered.example", True),
     ],
 )
 def test_which_registries_are_inspected(mode: Inspect, registry: str, asked: bool) -> None:
     [target] = _targets(f"{registry}/a/b:1")
 
-    class NoRemote:
-        """Never called: `asks` decides without the network."""
+    class Remote:
+        """`asks` decides without the network, from what earlier answers said."""
 
-    sizing = Sizing(NoRemote(), mode, {"fallen.example": "refused"})  # type: ignore[arg-type]
+        def metered(self, registry: str) -> bool:
+            return registry == "metered.example"
+
+    sizing = Sizing(Remote(), mode, {"fallen.example": "refused"})  # type: ignore[arg-type]
     assert sizing.asks(target) is asked

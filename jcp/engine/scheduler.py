@@ -29,7 +29,7 @@ from jcp.engine.sizing import Inspect, Sizing, credentials, largest_first
 from jcp.engine.state import ImageState, Snapshot, Sweep
 from jcp.model.config import Config, Target, TargetKey
 from jcp.model.credentials import RegistryAuth
-from jcp.model.failures import Reason
+from jcp.model.failures import Failure, Reason
 from jcp.model.results import PullResult
 from jcp.runtime.base import ImageRuntime, RuntimeFailure, RuntimeInfo
 from jcp.settings import Settings
@@ -69,7 +69,6 @@ class Scheduler:
         """Where tags' digests are asked; None: every present tag goes to the runtime."""
         self.no_remote: dict[str, str] = {}
         """Registry host -> why its digests cannot be asked (the runtime pulls instead)."""
-        self.sizing = Sizing(remote, Inspect(settings.inspect), self.no_remote)
         self.source = ConfigSource(settings.config_dir, settings.interval_flag, env)
         self.node_arch: str | None = settings.arch
         self.info: RuntimeInfo | None = None
@@ -85,6 +84,9 @@ class Scheduler:
         self.in_flight: dict[TargetKey, asyncio.Task[None]] = {}
         self.paused: dict[str, float] = {}
         """Registry host -> loop time until which its pulls wait (it answered 429)."""
+        self.sizing = Sizing(
+            remote, Inspect(settings.inspect), self.no_remote, self.paused, self.pause
+        )
         self._queue: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
         self._seq = itertools.count()
         self._sweeps = itertools.count(1)
@@ -214,6 +216,19 @@ class Scheduler:
 
     async def get(self) -> Item:
         return (await self._queue.get())[2]
+
+    def pause(self, registry: str, failure: Failure) -> None:
+        """Leave REGISTRY alone for its Retry-After (else --rate-limit-pause): it answered 429."""
+        pause = failure.retry_after or self.settings.rate_limit_pause
+        loop = asyncio.get_running_loop()
+        if self.paused.get(registry, 0) <= loop.time():
+            log.warning(
+                f"registry {registry} is rate-limiting pulls ({failure.message}); pausing all "
+                f"its pulls for {pause:.0f}s",
+                extra={"fields": {"event": "rate_limited", "registry": registry, "pause": pause}},
+            )
+            self.events.rate_limited(registry, pause)
+        self.paused[registry] = max(self.paused.get(registry, 0), loop.time() + pause)
 
     def later(self, delay: float, priority: int, item: Item) -> None:
         """Queue ITEM after DELAY seconds without holding a worker meanwhile."""

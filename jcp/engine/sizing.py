@@ -11,8 +11,10 @@ Why ask before the runtime pulls:
 
 Only images to pull are inspected (absent, or their tag moved): a steady sweep stays at one
 HEAD per image. Docker Hub counts manifest GETs against its pull rate limit, so `--inspect auto`
-(the default) leaves Hub images alone; `always` and `never` are the other choices. A registry
-that cannot be asked is left to the runtime's own pull, as for digests.
+(the default) leaves Hub images alone, and any registry that says it meters pulls (RateLimit
+headers on its answers; the first image of each registry is asked alone to find out); `always`
+and `never` are the other choices. A registry that cannot be asked, or answered 429, is left to
+the runtime's own pull.
 """
 
 from __future__ import annotations
@@ -70,19 +72,34 @@ def fall_back(no_remote: dict[str, str], registry: str, why: str) -> None:
 
 
 class Sizing:
-    def __init__(self, remote: Remote | None, mode: Inspect, no_remote: dict[str, str]) -> None:
+    def __init__(
+        self,
+        remote: Remote | None,
+        mode: Inspect,
+        no_remote: dict[str, str],
+        paused: Mapping[str, float] | None = None,
+        on_rate_limited: Callable[[str, Failure], None] | None = None,
+    ) -> None:
         self.remote = remote
         self.mode = mode
         self.no_remote = no_remote
+        self.paused = paused if paused is not None else {}
+        """Registry -> loop time until which it is left alone (it answered 429)."""
+        self.on_rate_limited = on_rate_limited
         self.known: dict[TargetKey, RemoteImage | Failure] = {}
         """This sweep's answers, by target (a tag may move between sweeps)."""
 
     def asks(self, target: Target) -> bool:
-        if self.remote is None or self.mode == Inspect.NEVER:
+        remote, registry = self.remote, target.registry
+        if remote is None or self.mode == Inspect.NEVER or registry in self.no_remote:
             return False
-        if target.registry in self.no_remote:
+        until = self.paused.get(registry)
+        if until is not None and until > _now():
             return False
-        return not (self.mode == Inspect.AUTO and target.registry == DOCKER_HUB)
+        # A registry that meters pulls counts manifest GETs: do not double them (auto).
+        return self.mode == Inspect.ALWAYS or not (
+            registry == DOCKER_HUB or remote.metered(registry)
+        )
 
     async def inspect(self, target: Target, auth: RegistryAuth | None, arch: str) -> Found:
         found = self.known.get(target.key)
@@ -97,6 +114,8 @@ class Sizing:
             if exc.failure.reason == Reason.PLATFORM:
                 self.known[target.key] = exc.failure
                 return exc.failure
+            if exc.failure.reason == Reason.RATE_LIMITED and self.on_rate_limited is not None:
+                self.on_rate_limited(target.registry, exc.failure)
             # Not found, auth, a manifest jcp cannot read: the runtime's pull says it best.
             log.debug(f"{target.image}: not inspected ({exc.failure.message})")
             return None
@@ -120,14 +139,29 @@ class Sizing:
                 return
             await self.inspect(target, auth, arch)
 
-        wanted = [t for t in targets if self.asks(t)]
-        if not wanted:
-            return
-        tasks = [asyncio.create_task(one(t)) for t in wanted]
+        by_registry: dict[str, list[Target]] = {}
+        for target in targets:
+            by_registry.setdefault(target.registry, []).append(target)
+
+        async def registry(some: list[Target]) -> None:
+            # One first, alone: if its answer says the registry meters pulls (RateLimit
+            # headers) or refuses, the rest are not asked (`asks` says no).
+            asked = [t for t in some if self.asks(t)]
+            if not asked:
+                return
+            first, *rest = asked
+            await one(first)
+            await asyncio.gather(*(one(t) for t in rest if self.asks(t)))
+
+        tasks = [asyncio.create_task(registry(some)) for some in by_registry.values()]
         _, late = await asyncio.wait(tasks, timeout=PRESIZE_BUDGET)
         for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def largest_first(targets: list[Target], known: Mapping[TargetKey, object]) -> list[Target]:

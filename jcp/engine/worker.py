@@ -157,7 +157,7 @@ async def _conclude(
     if failure and failure.reason == Reason.DAEMON and await _outlast_runtime(s, item):
         return
     if failure and failure.reason == Reason.RATE_LIMITED:
-        _pause_registry(s, item.target.registry, failure)
+        s.pause(item.target.registry, failure)
     retries = s.settings.backoff.retries
     if failure and failure.transient and item.attempt <= retries and key in s.wanted:
         _retry(s, item, state, failure)
@@ -206,26 +206,13 @@ async def _remote_digest(
             done = Attempt(Outcome.UP_TO_DATE, 0.0)
             return _result(item, done, None)
         if failure.reason == Reason.RATE_LIMITED:
-            _pause_registry(s, registry, failure)
+            s.pause(registry, failure)
         return None
 
 
 def _progressed(s: Scheduler, state: ImageState, p: PullProgress) -> None:
     state.progress = p
     s.last_progress = time.monotonic()
-
-
-def _pause_registry(s: Scheduler, registry: str, failure: Failure) -> None:
-    pause = failure.retry_after or s.settings.rate_limit_pause
-    loop = asyncio.get_running_loop()
-    if s.paused.get(registry, 0) <= loop.time():
-        log.warning(
-            f"registry {registry} is rate-limiting pulls ({failure.message}); pausing all its "
-            f"pulls for {pause:.0f}s",
-            extra={"fields": {"event": "rate_limited", "registry": registry, "pause": pause}},
-        )
-        s.events.rate_limited(registry, pause)
-    s.paused[registry] = max(s.paused.get(registry, 0), loop.time() + pause)
 
 
 async def _outlast_runtime(s: Scheduler, item: Item) -> bool:

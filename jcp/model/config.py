@@ -33,6 +33,7 @@ from jcp.model.refs import (
     DOCKER_HUB,
     ImageRef,
     InvalidReferenceError,
+    ambiguous_host,
     normalise_host,
     parse_reference,
 )
@@ -181,6 +182,13 @@ class _EntryParser:
             registry = normalise_host(registry_raw)
             if not _HOST_RE.match(registry):
                 self.error("registry", f"{_quote(registry_raw)} is not a registry host[:port]")
+                registry = None
+            elif ambiguous_host(registry):
+                self.error(
+                    "registry",
+                    f"{_quote(registry_raw)} has no '.' or ':', so runtimes would read its "
+                    "images as Docker Hub's; write the host with its domain or port",
+                )
                 registry = None
         private = obj.get("private", False)
         if not isinstance(private, bool):

@@ -69,6 +69,20 @@ def normalise_host(host: str) -> str:
     return h
 
 
+def ambiguous_host(host: str) -> bool:
+    """A host no image reference can name: without '.', ':' or brackets (and not `localhost`),
+    `host/app` is read by Docker, containerd and the kubelet as Docker Hub's `host/app`."""
+    return host != "localhost" and not any(c in host for c in ".:[")
+
+
+def _ambiguous(text: str, registry: str) -> InvalidReferenceError:
+    return InvalidReferenceError(
+        f"{text!r}: registry host {registry!r} has no '.' or ':', so runtimes read "
+        f"'{registry}/...' as a Docker Hub repository; write the host with its domain or port "
+        f"(e.g. {registry}:5000), or the repository in lowercase for Docker Hub"
+    )
+
+
 def _looks_like_domain(component: str) -> bool:
     return (
         "." in component
@@ -130,6 +144,8 @@ def parse_reference(text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
         registry = default_registry
         path = parts
     registry = normalise_host(registry)
+    if ambiguous_host(registry):
+        raise _ambiguous(text, registry)
     if not path or any(p == "" for p in path):
         raise InvalidReferenceError(f"{text!r} has an empty path component")
     for p in path:

@@ -127,6 +127,9 @@ class RegistryClient:
             )
         return RemoteImage(digest, child.size, platforms)
 
+    def metered(self, registry: str) -> bool:
+        return registry in self.rate_limits
+
     async def _manifest(
         self, method: str, image: ImageRef, reference: str, auth: RegistryAuth | None
     ) -> tuple[CIMultiDictProxy[str], bytes]:
