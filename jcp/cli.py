@@ -83,6 +83,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         disk_poll=args.disk_check_interval,
         refresh=args.refresh,
         inspect=args.inspect,
+        rate_limit_pause=args.rate_limit_pause,
         insecure_registries=tuple(args.insecure_registry),
     )
 

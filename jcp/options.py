@@ -170,6 +170,13 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         help="first retry delay in seconds, doubling up to 30 (default: %(default)g)",
     )
     p.add_argument(
+        "--rate-limit-pause",
+        type=positive,
+        default=60.0,
+        help="seconds a registry that answered 429 without Retry-After is left alone "
+        "(default: %(default)g)",
+    )
+    p.add_argument(
         "-i",
         "--interval",
         type=interval,

@@ -317,7 +317,7 @@ async def test_rate_limited_registry_is_paused_not_hammered(
         refs.append(f"{hub.host}/{repo}:1")
     other = push_synthetic(open_client, unique("free"), "1").reference
     cfg = publish(tmp_path / "config", [entry(r) for r in refs] + [entry(other)])
-    run = jcp("run", engine_args(cfg, docker_root, concurrency=4))
+    run = jcp("run", [*engine_args(cfg, docker_root, concurrency=4), "--rate-limit-pause", "45"])
     base = await wait_http(run)
     line = await run.wait_line(rf"registry {re.escape(hub.host)} is rate-limiting pulls")
     print(f"jcp's pause line, with the daemon's words for a 429: {line}")
@@ -332,9 +332,9 @@ async def test_rate_limited_registry_is_paused_not_hammered(
     assert len(tried) <= 4  # at most the pulls already in flight (concurrency 4)
     assert len(during) <= 3 * 4  # each: /v2/, HEAD, GET
     assert run.count(r"is rate-limiting pulls") == 1
-    # The daemon relays Docker Hub's text as a 500 and drops Retry-After: the default pause.
+    # The daemon relays Docker Hub's text as a 500 and drops Retry-After: --rate-limit-pause.
     assert HUB_MESSAGE[:40] in line
-    assert "pausing all its pulls for 60s" in line
+    assert "pausing all its pulls for 45s" in line
     m = samples((await get(base + "/metrics"))[1])
     assert value(m, "jcp_registry_rate_limited_total", registry=hub.host) == 1
     doc = json.loads((await get(base + "/status"))[1])
