@@ -213,7 +213,9 @@ async def test_removed_and_changed_images_stop_at_once(
     new = f"{slow.host}/{repo}:2"
     small = push_synthetic(open_client, unique("small"), "1").reference
     cfg = publish(tmp_path / "config", [entry(small), entry(big)])
-    run = jcp("run", engine_args(cfg, docker_root))
+    # ResourceWarnings shown: a cancelled pull must release its HTTP response at once.
+    warn = {"PYTHONWARNINGS": "always::ResourceWarning", "PYTHONTRACEMALLOC": "5"}
+    run = jcp("run", engine_args(cfg, docker_root), env=warn)
     base = await wait_http(run)
 
     await wait_for(lambda: _downloading(base, big), what=f"{big} downloading")
@@ -232,6 +234,9 @@ async def test_removed_and_changed_images_stop_at_once(
     assert not [k for k in m if k[0] == "jcp_pulls_total" and ("image", big) in k[1]]
     assert not [k for k in m if k[0] == "jcp_pulls_total" and ("image", old) in k[1]]
     assert run.count(f"Pulled ({re.escape(big)}|{re.escape(old)})") == 0
+    run.signal()
+    assert await run.wait_exit() == 0
+    assert not UNCLOSED.search(run.text()), run.text()
 
 
 # -- 3. secret directories are watched --------------------------------------------------------

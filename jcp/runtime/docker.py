@@ -8,7 +8,9 @@ X-Registry-Auth header. Closing the pull stream (on cancel) makes the daemon aba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,22 +157,25 @@ class DockerRuntime:
         layers = _Layers()
         newer, digest = False, None
         try:
-            stream = self._docker.images.pull(
+            stream: AsyncGenerator[dict[str, Any], None] = self._docker.images.pull(  # type: ignore[assignment]
                 from_image,
                 tag=tag,
                 platform=platform,
                 auth=auth_header(auth) if auth else None,
                 stream=True,
             )
-            async for event in stream:
-                layers.update(event)
-                status = str(event.get("status", ""))
-                if status.startswith("Digest: "):
-                    digest = status.removeprefix("Digest: ").strip()
-                elif status.startswith("Status: Downloaded newer image"):
-                    newer = True
-                if on_progress is not None:
-                    on_progress(layers.snapshot())
+            # Closed at once when the pull is cancelled (an entry removed, a stall): the
+            # generator then releases its HTTP response instead of leaving it to the GC.
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    layers.update(event)
+                    status = str(event.get("status", ""))
+                    if status.startswith("Digest: "):
+                        digest = status.removeprefix("Digest: ").strip()
+                    elif status.startswith("Status: Downloaded newer image"):
+                        newer = True
+                    if on_progress is not None:
+                        on_progress(layers.snapshot())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
