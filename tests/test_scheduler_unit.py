@@ -561,3 +561,23 @@ async def test_snapshot_shows_retrying_with_the_next_try(tmp_path: Path) -> None
         sweep = await sweeping
         assert outcomes(sweep) == {APP: (Outcome.PULLED, 2)}
         assert view(s.snapshot(), APP).next_retry is None
+
+
+def test_a_pull_that_would_not_fit_beside_those_in_flight(tmp_path: Path) -> None:
+    """The size check counts what the pulls in flight expected to need: two pulls that each
+    fit alone do not both start into the same free space."""
+    from jcp.engine.disk import DiskGuard, human  # noqa: PLC0415
+
+    guard = DiskGuard(MinFree(bytes=0), tmp_path)
+    assert guard.check()
+    assert guard.reading is not None
+    half = guard.reading.free // 2 + 1
+    assert guard.shortfall(half) is None
+    guard.reserved["first"] = half
+    why = guard.shortfall(half)
+    assert why is not None
+    assert why.startswith(f"needs about {human(half)} on {tmp_path}")
+    assert why.endswith("and the pulls in flight")
+    del guard.reserved["first"]
+    assert guard.shortfall(half) is None
+    assert DiskGuard(MinFree(bytes=0), None).shortfall(10**18) is None, "no way to tell: go"
