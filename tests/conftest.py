@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from devstack.images import RegistryClient, push_synthetic
 from devstack.kubelet import write_volume
 from devstack.proxy import ThrottleProxy
+from devstack.ratelimit import RateLimitedRegistry
 from devstack.services import free_port
 from devstack.stack import AUTH_USER, Stack, write_docker_secret
 from tests.cri_fixtures import containerd, cri  # noqa: F401 - fixtures for the session
@@ -169,3 +171,28 @@ def push_via(client: RegistryClient, proxy: ThrottleProxy, repo: str, size: int)
     """Push a one-layer image of SIZE bytes; return its reference through PROXY."""
     push_synthetic(client, repo, "1", layers=1, layer_size=size)
     return f"{proxy.host}/{repo}:1"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB file system (tmpfs), so that "disk full" is real, not pretended."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def recorder(stack: Stack) -> Iterator[RateLimitedRegistry]:
+    """The open registry behind a proxy that records every request (and never limits)."""
+    r = RateLimitedRegistry(stack.open_registry.host).start()
+    yield r
+    r.stop()

@@ -8,13 +8,11 @@ import contextlib
 import json
 import re
 import socket
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiodocker
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.images import RegistryClient, push_synthetic
@@ -230,23 +228,6 @@ async def test_json_logs_carry_fields(
     assert failed["msg"].startswith(f"ERROR: failed pulling {missing} from ")
     summary = next(d for d in docs if d.get("event") == "sweep_done")
     assert (summary["pulled"], summary["failed"]) == (1, 1)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 8 MiB file system (tmpfs), so that "disk full" is real, not pretended."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_disk_guard_holds_and_resumes_pulls(

@@ -5,8 +5,7 @@ runtime is asked; requests are counted at the registry, by a recording proxy."""
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiodocker
@@ -14,7 +13,6 @@ import pytest
 
 from devstack.images import RegistryClient, make_layer, push_synthetic
 from devstack.ratelimit import RateLimitedRegistry
-from devstack.stack import Stack
 from jcp.model.failures import Reason, RegistryFailure
 from jcp.model.refs import parse_reference
 from jcp.registry.client import RegistryClient as Client
@@ -22,14 +20,6 @@ from tests.conftest import entry, publish
 from tests.jcp_process import JcpProcess, engine_args
 
 Start = Callable[..., JcpProcess]
-
-
-@pytest.fixture
-def recorder(stack: Stack) -> Iterator[RateLimitedRegistry]:
-    """The open registry behind a proxy that records every request (and never limits)."""
-    r = RateLimitedRegistry(stack.open_registry.host).start()
-    yield r
-    r.stop()
 
 
 def seen(r: RateLimitedRegistry, since: int = 0) -> list[str]:
@@ -113,22 +103,6 @@ async def test_largest_pulls_start_first(
         if re.search(rf"Pulling {re.escape(ref)}\b", line)
     ]
     assert started == ["big", "medium", "small"], run.text()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_a_pull_that_would_not_fit_waits_for_room(

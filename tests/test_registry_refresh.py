@@ -5,7 +5,7 @@ pushed anew is pulled."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiodocker
@@ -23,14 +23,6 @@ from tests.conftest import entry, publish
 from tests.jcp_process import JcpProcess, engine_args
 
 Start = Callable[..., JcpProcess]
-
-
-@pytest.fixture
-def recorder(stack: Stack) -> Iterator[RateLimitedRegistry]:
-    """The open registry behind a proxy that records every request (and never limits)."""
-    r = RateLimitedRegistry(stack.open_registry.host).start()
-    yield r
-    r.stop()
 
 
 def counts(r: RateLimitedRegistry, since: int) -> dict[str, int]:
