@@ -36,6 +36,8 @@ class Containerd:
     """Registry hosts (host:port) served over plain HTTP."""
     snapshotter: str | None = None
     """None: overlayfs (what nodes use; works as root here), else `native` if it cannot load."""
+    sandbox_image: str | None = None
+    """The pod sandbox ("pause") image for RunPodSandbox; None leaves containerd's default."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,6 +71,13 @@ class Containerd:
     def _write_config(self, snapshotter: str) -> None:
         r = self.root
         disabled = ", ".join(f'"{p}"' for p in _DISABLED)
+        # Pods here: some hosts (this VM) refuse a negative oom_score_adj even to root, and
+        # containerd gives the sandbox -998 unless told to stay at its own.
+        sandbox = (
+            f'  sandbox_image = "{self.sandbox_image}"\n  restrict_oom_score_adj = true\n'
+            if self.sandbox_image
+            else ""
+        )
         self.config.write_text(
             f"""version = 2
 root = "{r / "root"}"
@@ -87,7 +96,7 @@ disabled_plugins = [{disabled}]
 [plugins."io.containerd.grpc.v1.cri"]
   disable_tcp_service = true
   enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
+{sandbox}  [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "{snapshotter}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{r / "cni-bin"}"

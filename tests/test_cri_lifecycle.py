@@ -1,0 +1,348 @@
+"""The disk guard, eviction and purge on a real containerd: what the Docker tests show, through
+the CRI the kubelet uses. Presence and removal go through CRI calls of our own (as the kubelet or
+crictl make them), never through jcp's client, and are checked with CRI ImageStatus."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from devstack.containerd import Containerd
+from devstack.images import CONFIG_V1, LAYER_GZIP, MANIFEST_V2, RegistryClient, push_synthetic
+from devstack.stack import Stack
+from jcp.model.arch import canonical_arch
+from jcp.runtime.cri import CriRuntime
+from jcp.runtime.cri_api import api_pb2 as pb
+from jcp.runtime.cri_api import api_pb2_grpc
+from tests.conftest import entry, publish, wait_for
+from tests.jcp_process import JcpProcess, engine_args
+from tests.test_cri_jcp import cri_args, present
+from tests.test_observability import get, samples, value, wait_http
+
+Start = Callable[..., JcpProcess]
+MiB = 1 << 20
+
+
+@contextlib.contextmanager
+def stubs(endpoint: str) -> Iterator[tuple[Any, Any]]:
+    """CRI ImageService and RuntimeService stubs on a channel of our own."""
+    with grpc.insecure_channel(endpoint) as channel:
+        yield (
+            api_pb2_grpc.ImageServiceStub(channel),  # type: ignore[no-untyped-call]
+            api_pb2_grpc.RuntimeServiceStub(channel),  # type: ignore[no-untyped-call]
+        )
+
+
+def pull_by_hand(endpoint: str, ref: str) -> None:
+    with stubs(endpoint) as (images, _):
+        images.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref)), timeout=60)
+
+
+def image_id(endpoint: str, ref: str) -> str:
+    """The id ImageStatus gives REF ("" when containerd has no such image)."""
+    with stubs(endpoint) as (images, _):
+        request = pb.ImageStatusRequest(image=pb.ImageSpec(image=ref))
+        return str(images.ImageStatus(request, timeout=10).image.id)
+
+
+def remove_by_id(endpoint: str, ref: str) -> None:
+    """What the kubelet's image GC does: RemoveImage by the image's id (all its names go)."""
+    spec = pb.ImageSpec(image=image_id(endpoint, ref))
+    with stubs(endpoint) as (images, _):
+        images.RemoveImage(pb.RemoveImageRequest(image=spec), timeout=10)
+
+
+def image_fs(endpoint: str) -> Any:
+    with stubs(endpoint) as (images, _):
+        return images.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=10).image_filesystems[0]
+
+
+@pytest.fixture
+def own_containerd(stack: Stack) -> Iterator[Callable[..., Containerd]]:
+    """Short-lived containerds whose whole root (images, snapshots, state) is a tmpfs of their
+    own: a full image file system is real, and nobody else's images are in the way."""
+    made: list[Containerd] = []
+
+    def make(size: str, sandbox_image: str | None = None) -> Containerd:
+        root = Path(tempfile.mkdtemp(prefix="jcpd-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)]
+        done = subprocess.run(mount, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+        c = Containerd(root, registries=[stack.open_registry.host], sandbox_image=sandbox_image)
+        made.append(c)
+        c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+        subprocess.run(["umount", "-l", str(c.root)], check=False)
+        shutil.rmtree(c.root, ignore_errors=True)
+
+
+def push_pause(client: RegistryClient, tmp: Path) -> str:
+    """A pod sandbox image that really runs: a static `pause` built here (no binary committed)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc and libc6-dev build the pod sandbox's pause binary")
+    (tmp / "pause.c").write_text("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n")
+    cc = ["gcc", "-static", "-Os", "-s", "-o", str(tmp / "pause"), str(tmp / "pause.c")]
+    subprocess.run(cc, check=True)
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        tar.add(tmp / "pause", arcname="pause")
+    raw = tar_bytes.getvalue()
+    layer = gzip.compress(raw, mtime=0)
+    config = json.dumps(
+        {
+            "architecture": canonical_arch(platform.machine()),
+            "os": "linux",
+            "config": {"Entrypoint": ["/pause"]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
+        }
+    ).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_V2,
+        "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": ""},
+        "layers": [{"mediaType": LAYER_GZIP, "size": len(layer), "digest": ""}],
+    }
+    manifest["config"]["digest"] = client.push_blob("pause", config)  # type: ignore[index]
+    manifest["layers"][0]["digest"] = client.push_blob("pause", layer)  # type: ignore[index]
+    client.put_manifest("pause", "1", manifest, MANIFEST_V2)
+    return f"{client.host}/pause:1"
+
+
+def run_pod(endpoint: str, image: str) -> str:
+    """A pod sandbox on the host network (there is no CNI here) with one container of IMAGE,
+    created as the kubelet creates it and never started; returns the sandbox id."""
+    config = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name="user", uid=image, namespace="jcp-test"),
+        linux=pb.LinuxPodSandboxConfig(
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE)
+            )
+        ),
+    )
+    container = pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=image), command=["/x"]
+    )
+    with stubs(endpoint) as (_, runtime):
+        sandbox = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=60)
+        runtime.CreateContainer(
+            pb.CreateContainerRequest(
+                pod_sandbox_id=sandbox.pod_sandbox_id, sandbox_config=config, config=container
+            ),
+            timeout=60,
+        )
+        return str(sandbox.pod_sandbox_id)
+
+
+def remove_pod(endpoint: str, sandbox: str) -> None:
+    with stubs(endpoint) as (_, runtime):
+        runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sandbox), timeout=30)
+        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox), timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def own_cri(c: Containerd) -> AsyncIterator[CriRuntime]:
+    runtime = CriRuntime(c.endpoint)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+async def test_disk_guard_watches_the_image_fs_containerd_reports(
+    tmp_path: Path,
+    own_containerd: Callable[..., Containerd],
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """No --disk-path: the guard reads the file system ImageFsInfo names. containerd's root is a
+    40 MiB tmpfs that an image pulled by hand fills; the kubelet's GC removing it frees it."""
+    c = own_containerd("40m")
+    big = push_synthetic(open_client, unique("big"), "1", layers=1, layer_size=12 * MiB).reference
+    small = push_synthetic(open_client, unique("small"), "1").reference
+    pull_by_hand(c.endpoint, big)  # content (12 MiB) + unpacked snapshot (12 MiB)
+    min_free = 20 * MiB
+    assert free_bytes(c.root) < min_free, "the big image should leave less than --min-free"
+    cfg = publish(tmp_path / "config", [entry(small)])
+    args = [*cri_args(c), "--min-free", "20MiB", "--disk-check-interval", "0.2"]
+    run = jcp("run", [*engine_args(cfg, docker_root), *args])
+    base = await wait_http(run)
+    await run.wait_line(r"disk guard: .* below --min-free 20971520 bytes; new pulls wait")
+    fs = image_fs(c.endpoint)
+    doc = json.loads((await get(base + "/status"))[1])
+    guard = doc["disk_guard"]
+    assert guard["path"] == fs.fs_id.mountpoint
+    assert guard["path"].startswith(str(c.root))
+    assert guard["active"] is True
+    assert guard["free_bytes"] < min_free
+    assert value(samples((await get(base + "/metrics"))[1]), "jcp_disk_guard_active") == 1
+    assert run.count("Pulling ") == 0
+    async with own_cri(c) as cri:
+        assert not await present(cri, small)
+
+    # containerd sums its snapshots' usage every 10 s (stats_collect_period): poll for it.
+    await wait_for(
+        lambda: image_fs(c.endpoint).used_bytes.value >= 12 * MiB,
+        timeout=25,
+        what="ImageFsInfo used_bytes counting the big image",
+    )
+    assert image_fs(c.endpoint).inodes_used.value > 0
+    remove_by_id(c.endpoint, big)
+    await run.wait_line("disk guard: .* pulls resume", timeout=20)
+    await run.wait_line(f"Pulled {re.escape(small)}", timeout=20)
+    assert value(samples((await get(base + "/metrics"))[1]), "jcp_disk_guard_active") == 0
+
+
+async def test_eviction_by_cri_remove_image_is_logged_counted_and_repulled(
+    tmp_path: Path,
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    a = push_synthetic(open_client, unique("cev"), "1").reference
+    cfg = publish(tmp_path / "config", [entry(a)], interval="1")
+    run = jcp("run", [*engine_args(cfg, docker_root), *cri_args(containerd)])
+    await run.wait_line(f"Pulled {re.escape(a)}")
+    await run.wait_line(r"sweep 2 done", timeout=20)
+    remove_by_id(containerd.endpoint, a)
+    assert not await present(cri, a)
+    await run.wait_line(rf"evicted: {re.escape(a)} was cached for \d+s", timeout=20)
+    await run.wait_line(f"Pulled {re.escape(a)}", count=2, timeout=20)
+    assert await present(cri, a)
+    metrics = (await get(await wait_http(run) + "/metrics"))[1]
+    assert re.search(r"^jcp_images_evicted_total 1\.0$", metrics, re.MULTILINE), metrics
+
+
+def purge_args(cfg: Path, docker_root: Path, c: Containerd, ledger: Path, *extra: str) -> list[str]:
+    ledger.parent.mkdir(exist_ok=True)
+    return [
+        *engine_args(cfg, docker_root), *cri_args(c),
+        "--purge-grace", "0", "--ledger", str(ledger), *extra,
+    ]  # fmt: skip
+
+
+def owned(ledger: Path) -> dict[str, Any]:
+    return dict(json.loads(ledger.read_text()).get("images", {})) if ledger.exists() else {}
+
+
+async def test_purge_on_containerd_removes_only_what_jcp_pulled(
+    tmp_path: Path,
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    repo = unique("cpurge")
+    ours = push_synthetic(open_client, repo, "1").reference
+    by_hand = push_synthetic(open_client, repo, "2").reference
+    kept = push_synthetic(open_client, unique("ckept"), "1").reference
+    pull_by_hand(containerd.endpoint, by_hand)  # same repository, pulled by a person
+    ledger = tmp_path / "jcp" / "ledger.json"
+    cfg = publish(tmp_path / "config", [entry(ours), entry(kept), entry(by_hand)], interval="1")
+    args = purge_args(cfg, docker_root, containerd, ledger, "--purge")
+    run = jcp("run", args)
+    await run.wait_line(r"sweep 1 done")
+    await wait_for(lambda: ours in owned(ledger), what="the pull recorded in the ledger")
+    assert by_hand not in owned(ledger)
+    assert owned(ledger)[ours]["id"] == image_id(containerd.endpoint, ours)
+    run.signal()
+    assert await run.wait_exit() == 0
+    # The ledger survives a restart: the new process purges what the old one pulled.
+    publish(cfg, [entry(kept)], interval="1")
+    again = jcp("run", args)
+    await again.wait_line(rf"purged {re.escape(ours)}", timeout=30)
+    assert not await present(cri, ours)
+    assert await present(cri, by_hand), "an image jcp did not pull stays"
+    assert await present(cri, kept)
+    assert ours not in owned(ledger)
+
+
+async def test_purge_on_containerd_dry_run_and_torn_ledger_remove_nothing(
+    tmp_path: Path,
+    containerd: Containerd,
+    cri: CriRuntime,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    a = push_synthetic(open_client, unique("cdry"), "1").reference
+    ledger = tmp_path / "jcp" / "ledger.json"
+    cfg = publish(tmp_path / "config", [entry(a)], interval="1")
+    run = jcp("run", purge_args(cfg, docker_root, containerd, ledger, "--purge-dry-run"))
+    await run.wait_line(f"Pulled {re.escape(a)}")
+    publish(cfg, [], interval="1")
+    await run.wait_line(rf"purge \(dry run\): would remove {re.escape(a)}", timeout=20)
+    assert await present(cri, a)
+    run.signal()
+    assert await run.wait_exit() == 0
+    ledger.write_bytes(ledger.read_bytes()[:-7])  # a torn write
+    torn = jcp("run", purge_args(cfg, docker_root, containerd, ledger, "--purge"))
+    await torn.wait_line(r"purge ledger .*: unusable", timeout=20)
+    await torn.wait_line(r"purge: nothing removed: the ledger is unusable", timeout=20)
+    await torn.wait_line(r"sweep 2 done", timeout=20)
+    assert await present(cri, a)
+
+
+async def test_purge_keeps_an_image_a_container_uses(
+    tmp_path: Path,
+    own_containerd: Callable[..., Containerd],
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """containerd's RemoveImage removes an image that a container uses (tried: it answers OK),
+    so jcp's look at ListContainers is the only thing that keeps it."""
+    c = own_containerd("64m", sandbox_image=push_pause(open_client, tmp_path))
+    used, unused = (
+        push_synthetic(open_client, unique(n), "1").reference for n in ("cuse", "cfree")
+    )
+    ledger = tmp_path / "jcp" / "ledger.json"
+    cfg = publish(tmp_path / "config", [entry(used), entry(unused)], interval="1")
+    run = jcp("run", purge_args(cfg, docker_root, c, ledger, "--purge", "--log-level", "debug"))
+    await run.wait_line(r"sweep 1 done")
+    await wait_for(lambda: {used, unused} <= owned(ledger).keys(), what="both pulls recorded")
+    sandbox = run_pod(c.endpoint, used)
+    async with own_cri(c) as cri:
+        try:
+            publish(cfg, [], interval="1")
+            await run.wait_line(rf"purged {re.escape(unused)}", timeout=20)
+            await run.wait_line(rf"purge: keep {re.escape(used)}: a container uses it", timeout=20)
+            assert await present(cri, used)
+        finally:
+            remove_pod(c.endpoint, sandbox)
+        await run.wait_line(rf"purged {re.escape(used)}", timeout=20)
+        assert not await present(cri, used)
