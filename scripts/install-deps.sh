@@ -9,6 +9,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v containerd >/dev/null || need+=(containerd)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)  # a static pause for the CRI pod tests
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -1,52 +1,35 @@
 """The disk guard, eviction and purge on a real containerd: what the Docker tests show, through
-the CRI the kubelet uses. Presence and removal go through CRI calls of our own (as the kubelet or
-crictl make them), never through jcp's client, and are checked with CRI ImageStatus."""
+the CRI the kubelet uses. Pulls by hand and removals are CRI calls of our own (as the kubelet or
+crictl make them), not jcp's; presence is what CRI ImageStatus says."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
-import io
 import json
 import os
-import platform
 import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-import pytest
-
 from devstack.containerd import Containerd
-from devstack.images import CONFIG_V1, LAYER_GZIP, MANIFEST_V2, RegistryClient, push_synthetic
-from devstack.stack import Stack
-from jcp.model.arch import canonical_arch
+from devstack.images import RegistryClient, push_synthetic
 from jcp.runtime.cri import CriRuntime
 from jcp.runtime.cri_api import api_pb2 as pb
-from jcp.runtime.cri_api import api_pb2_grpc
 from tests.conftest import entry, publish, wait_for
+from tests.cri_fixtures import (
+    own_containerd_fixture,  # noqa: F401 - the fixture
+    push_pause,
+    remove_pod,
+    run_pod,
+    stubs,
+)
 from tests.jcp_process import JcpProcess, engine_args
 from tests.test_cri_jcp import cri_args, present
 from tests.test_observability import get, samples, value, wait_http
 
 Start = Callable[..., JcpProcess]
 MiB = 1 << 20
-
-
-@contextlib.contextmanager
-def stubs(endpoint: str) -> Iterator[tuple[Any, Any]]:
-    """CRI ImageService and RuntimeService stubs on a channel of our own."""
-    with grpc.insecure_channel(endpoint) as channel:
-        yield (
-            api_pb2_grpc.ImageServiceStub(channel),  # type: ignore[no-untyped-call]
-            api_pb2_grpc.RuntimeServiceStub(channel),  # type: ignore[no-untyped-call]
-        )
 
 
 def pull_by_hand(endpoint: str, ref: str) -> None:
@@ -71,93 +54,6 @@ def remove_by_id(endpoint: str, ref: str) -> None:
 def image_fs(endpoint: str) -> Any:
     with stubs(endpoint) as (images, _):
         return images.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=10).image_filesystems[0]
-
-
-@pytest.fixture
-def own_containerd(stack: Stack) -> Iterator[Callable[..., Containerd]]:
-    """Short-lived containerds whose whole root (images, snapshots, state) is a tmpfs of their
-    own: a full image file system is real, and nobody else's images are in the way."""
-    made: list[Containerd] = []
-
-    def make(size: str, sandbox_image: str | None = None) -> Containerd:
-        root = Path(tempfile.mkdtemp(prefix="jcpd-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
-        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root)]
-        done = subprocess.run(mount, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-        c = Containerd(root, registries=[stack.open_registry.host], sandbox_image=sandbox_image)
-        made.append(c)
-        c.start()
-        return c
-
-    yield make
-    for c in made:
-        c.stop()
-        subprocess.run(["umount", "-l", str(c.root)], check=False)
-        shutil.rmtree(c.root, ignore_errors=True)
-
-
-def push_pause(client: RegistryClient, tmp: Path) -> str:
-    """A pod sandbox image that really runs: a static `pause` built here (no binary committed)."""
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc and libc6-dev build the pod sandbox's pause binary")
-    (tmp / "pause.c").write_text("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n")
-    cc = ["gcc", "-static", "-Os", "-s", "-o", str(tmp / "pause"), str(tmp / "pause.c")]
-    subprocess.run(cc, check=True)
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
-        tar.add(tmp / "pause", arcname="pause")
-    raw = tar_bytes.getvalue()
-    layer = gzip.compress(raw, mtime=0)
-    config = json.dumps(
-        {
-            "architecture": canonical_arch(platform.machine()),
-            "os": "linux",
-            "config": {"Entrypoint": ["/pause"]},
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
-        }
-    ).encode()
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_V2,
-        "config": {"mediaType": CONFIG_V1, "size": len(config), "digest": ""},
-        "layers": [{"mediaType": LAYER_GZIP, "size": len(layer), "digest": ""}],
-    }
-    manifest["config"]["digest"] = client.push_blob("pause", config)  # type: ignore[index]
-    manifest["layers"][0]["digest"] = client.push_blob("pause", layer)  # type: ignore[index]
-    client.put_manifest("pause", "1", manifest, MANIFEST_V2)
-    return f"{client.host}/pause:1"
-
-
-def run_pod(endpoint: str, image: str) -> str:
-    """A pod sandbox on the host network (there is no CNI here) with one container of IMAGE,
-    created as the kubelet creates it and never started; returns the sandbox id."""
-    config = pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name="user", uid=image, namespace="jcp-test"),
-        linux=pb.LinuxPodSandboxConfig(
-            security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(network=pb.NODE)
-            )
-        ),
-    )
-    container = pb.ContainerConfig(
-        metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=image), command=["/x"]
-    )
-    with stubs(endpoint) as (_, runtime):
-        sandbox = runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=config), timeout=60)
-        runtime.CreateContainer(
-            pb.CreateContainerRequest(
-                pod_sandbox_id=sandbox.pod_sandbox_id, sandbox_config=config, config=container
-            ),
-            timeout=60,
-        )
-        return str(sandbox.pod_sandbox_id)
-
-
-def remove_pod(endpoint: str, sandbox: str) -> None:
-    with stubs(endpoint) as (_, runtime):
-        runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sandbox), timeout=30)
-        runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox), timeout=30)
 
 
 @contextlib.asynccontextmanager
@@ -268,25 +164,31 @@ async def test_purge_on_containerd_removes_only_what_jcp_pulled(
     ours = push_synthetic(open_client, repo, "1").reference
     by_hand = push_synthetic(open_client, repo, "2").reference
     kept = push_synthetic(open_client, unique("ckept"), "1").reference
+    pin_repo = unique("cpin")
+    pinned = f"{open_client.host}/{pin_repo}@{push_synthetic(open_client, pin_repo, '1').digest}"
     pull_by_hand(containerd.endpoint, by_hand)  # same repository, pulled by a person
     ledger = tmp_path / "jcp" / "ledger.json"
-    cfg = publish(tmp_path / "config", [entry(ours), entry(kept), entry(by_hand)], interval="1")
+    listed = [entry(ours), entry(kept), entry(by_hand), entry(pinned)]
+    cfg = publish(tmp_path / "config", listed, interval="1")
     args = purge_args(cfg, docker_root, containerd, ledger, "--purge")
     run = jcp("run", args)
     await run.wait_line(r"sweep 1 done")
-    await wait_for(lambda: ours in owned(ledger), what="the pull recorded in the ledger")
+    await wait_for(lambda: {ours, pinned} <= owned(ledger).keys(), what="pulls in the ledger")
     assert by_hand not in owned(ledger)
-    assert owned(ledger)[ours]["id"] == image_id(containerd.endpoint, ours)
+    for ref in (ours, pinned):  # the id jcp recorded is the one containerd gives the image
+        assert owned(ledger)[ref]["id"] == image_id(containerd.endpoint, ref)
     run.signal()
     assert await run.wait_exit() == 0
     # The ledger survives a restart: the new process purges what the old one pulled.
     publish(cfg, [entry(kept)], interval="1")
     again = jcp("run", args)
     await again.wait_line(rf"purged {re.escape(ours)}", timeout=30)
+    await again.wait_line(rf"purged {re.escape(pinned)}", timeout=30)
     assert not await present(cri, ours)
+    assert not await present(cri, pinned), "a digest-only name: containerd lists no tag for it"
     assert await present(cri, by_hand), "an image jcp did not pull stays"
     assert await present(cri, kept)
-    assert ours not in owned(ledger)
+    assert not owned(ledger).keys() & {ours, pinned}
 
 
 async def test_purge_on_containerd_dry_run_and_torn_ledger_remove_nothing(
