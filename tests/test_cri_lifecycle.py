@@ -226,8 +226,8 @@ async def test_purge_keeps_an_image_a_container_uses(
     jcp: Start,
     unique: Callable[[str], str],
 ) -> None:
-    """containerd's RemoveImage removes an image that a container uses (tried: it answers OK),
-    so jcp's look at ListContainers is the only thing that keeps it."""
+    """containerd's RemoveImage removes an image that a container uses (1.6.20 answers OK), so
+    jcp's look at ListContainers (whose image_ref is the image id) is all that keeps it."""
     c = own_containerd("64m", sandbox_image=push_pause(open_client, tmp_path))
     used, unused = (
         push_synthetic(open_client, unique(n), "1").reference for n in ("cuse", "cfree")
@@ -238,6 +238,9 @@ async def test_purge_keeps_an_image_a_container_uses(
     await run.wait_line(r"sweep 1 done")
     await wait_for(lambda: {used, unused} <= owned(ledger).keys(), what="both pulls recorded")
     sandbox = run_pod(c.endpoint, used)
+    with stubs(c.endpoint) as (_, runtime):
+        listed = runtime.ListContainers(pb.ListContainersRequest(), timeout=10).containers
+    assert [x.image_ref for x in listed] == [image_id(c.endpoint, used)]
     async with own_cri(c) as cri:
         try:
             publish(cfg, [], interval="1")
