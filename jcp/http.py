@@ -112,6 +112,13 @@ def status(snap: Snapshot, *, alive: bool) -> dict[str, Any]:
             "required_bytes": snap.disk.required,
             "active": snap.disk.active,
         },
+        "image_fs": None
+        if snap.image_fs is None
+        else {
+            "mountpoint": snap.image_fs.mountpoint,
+            "used_bytes": snap.image_fs.used_bytes,
+            "inodes_used": snap.image_fs.inodes_used,
+        },
         "sweep": None
         if sweep is None
         else {

@@ -158,6 +158,16 @@ class Metrics(Events):
         self.disk_free = Gauge(
             "jcp_disk_free_bytes", "Free bytes on the watched image disk", registry=r
         )
+        self.image_fs_used = Gauge(
+            "jcp_image_fs_used_bytes",
+            "Bytes the runtime's image file system uses, as the runtime reports it (CRI)",
+            registry=r,
+        )
+        self.image_fs_inodes = Gauge(
+            "jcp_image_fs_inodes_used",
+            "Inodes the runtime's image file system uses, as the runtime reports it (CRI)",
+            registry=r,
+        )
         self.build = Gauge(
             "jcp_build_info",
             "jcp version, runtime API version, node architecture and name",
@@ -255,6 +265,11 @@ class Metrics(Events):
         self.disk_guard.set(1 if snap.disk_guard_active else 0)
         if snap.disk is not None:
             self.disk_free.set(snap.disk.free)
+        fs = snap.image_fs
+        if fs is not None and fs.used_bytes is not None:
+            self.image_fs_used.set(fs.used_bytes)
+        if fs is not None and fs.inodes_used is not None:
+            self.image_fs_inodes.set(fs.inodes_used)
         current = {str(v.image): v for v in snap.images}
         for gone in self._cached_images - current.keys():
             self.cached.remove(gone)

@@ -135,8 +135,16 @@ async def test_eviction_by_cri_remove_image_is_logged_counted_and_repulled(
     await run.wait_line(rf"evicted: {re.escape(a)} was cached for \d+s", timeout=20)
     await run.wait_line(f"Pulled {re.escape(a)}", count=2, timeout=20)
     assert await present(cri, a)
-    metrics = (await get(await wait_http(run) + "/metrics"))[1]
+    base = await wait_http(run)
+    metrics = (await get(base + "/metrics"))[1]
     assert re.search(r"^jcp_images_evicted_total 1\.0$", metrics, re.MULTILINE), metrics
+    # /status and the metrics carry what ImageFsInfo says of the image file system.
+    fs = image_fs(containerd.endpoint)
+    shown = json.loads((await get(base + "/status"))[1])["image_fs"]
+    assert shown["mountpoint"] == fs.fs_id.mountpoint
+    assert isinstance(shown["used_bytes"], int)
+    assert isinstance(shown["inodes_used"], int)
+    assert re.search(r"^jcp_image_fs_used_bytes \d", metrics, re.MULTILINE), metrics
 
 
 def purge_args(cfg: Path, docker_root: Path, c: Containerd, ledger: Path, *extra: str) -> list[str]:

@@ -332,6 +332,7 @@ def test_healthz_reports_a_wedged_sweep(tmp_path: Path) -> None:
         runtime_reachable=True,
         runtime_choice=None,
         disk=None,
+        image_fs=None,
         sweep=None,
         last_full_sweep=None,
         last_progress=1000.0,

@@ -31,7 +31,7 @@ from jcp.model.config import Config, Target, TargetKey
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Failure, Reason
 from jcp.model.results import PullResult
-from jcp.runtime.base import ImageRuntime, RuntimeFailure, RuntimeInfo
+from jcp.runtime.base import FsUsage, ImageRuntime, RuntimeFailure, RuntimeInfo
 from jcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ class Scheduler:
         self.last_progress = time.monotonic()
         self.permanent: dict[TargetKey, tuple[str, PullResult]] = {}
         self.observed: Observed | None = None
+        self.image_fs: FsUsage | None = None
+        """The image file system as the runtime reported it at the last sweep (CRI ImageFsInfo)."""
         self.disk = DiskGuard(settings.min_free, settings.disk_path)
         self.in_flight: dict[TargetKey, asyncio.Task[None]] = {}
         self.paused: dict[str, float] = {}
@@ -280,6 +282,10 @@ class Scheduler:
         except RuntimeFailure:
             self.observed = None
             return
+        try:
+            self.image_fs = await self.runtime.fs_usage()
+        except RuntimeFailure:
+            self.image_fs = None
         now = time.time()
         for state in self.states.values():
             if state.status in ("pulling", "retrying"):

@@ -33,6 +33,7 @@ def build(s: Scheduler) -> Snapshot:
         disk=None
         if reading is None
         else DiskView(reading.path, reading.free, reading.total, reading.required, s.disk.active),
+        image_fs=s.image_fs,
         sweep=s.sweep.view() if s.sweep is not None else None,
         last_full_sweep=s.last_full_sweep.view() if s.last_full_sweep is not None else None,
         last_progress=s.last_progress,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from jcp.model.config import Target, TargetKey
 from jcp.model.refs import ImageRef
 from jcp.model.results import Outcome, PullResult
-from jcp.runtime.base import PullProgress, RuntimeInfo
+from jcp.runtime.base import FsUsage, PullProgress, RuntimeInfo
 
 
 @dataclass
@@ -167,6 +167,8 @@ class Snapshot:
     runtime_reachable: bool
     runtime_choice: str | None
     disk: DiskView | None
+    image_fs: FsUsage | None
+    """What the runtime says of its image file system (used bytes and inodes, for the CRI)."""
     sweep: SweepView | None
     last_full_sweep: SweepView | None
     last_progress: float
