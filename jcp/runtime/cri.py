@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import re
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -42,6 +43,7 @@ _OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.use_local_subchannel_pool", 1),
 )
+_IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CALL_TIMEOUT = 30.0
 """Every call but PullImage, whose bound is the engine's per-pull timeout (it cancels)."""
 
@@ -205,6 +207,13 @@ class CriRuntime:
             used.add(c.image_ref)
             used.add(c.image.image)
         used.discard("")
+        # containerd reports image_ref as the image id; some CRI-O versions report a
+        # `repo@digest` instead: resolve every name to its id too, so purge can never miss one.
+        for name in [u for u in used if not _IMAGE_ID.match(u)]:
+            request = pb.ImageStatusRequest(image=pb.ImageSpec(image=name))
+            status = await self._call(self._status(request, timeout=_CALL_TIMEOUT))
+            if status.HasField("image") and status.image.id:
+                used.add(status.image.id)
         return used
 
     async def fs_usage(self) -> FsUsage | None:
