@@ -25,6 +25,7 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
         "cold_small",
         "cold_slow_link",
         "cold_big",
+        "cold_mixed",
         "containerd",
         "reload_latency",
         "footprint",
@@ -36,7 +37,7 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
     assert serial["requests_per_image"]["head_manifest"] == 1
     assert serial["requests_per_image"]["get_manifest"] == 0
     assert serial["runtime_pulls_per_image"] == 1
-    for name in ("cold_small", "cold_big"):
+    for name in ("cold_small", "cold_big", "cold_mixed"):
         contenders = results[name]["contenders"]
         assert {"xargs -P 2", "xargs -P 8", "jcp"} <= set(contenders)
         assert results[name]["jcp_vs_best_xargs"] > 0
