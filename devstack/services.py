@@ -160,6 +160,8 @@ class Registry:
     port: int = 0
     user: str | None = None
     password: str | None = None
+    auth_config: str | None = None
+    """An `auth:` section of its own (e.g. token auth), instead of htpasswd for USER."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -178,6 +180,8 @@ class Registry:
             )
             htpasswd.write_bytes(result.stdout)
             auth = f"auth:\n  htpasswd:\n    realm: jcp-test\n    path: {htpasswd}\n"
+        if self.auth_config is not None:
+            auth = self.auth_config
         return (
             "version: 0.1\n"
             "log:\n  level: error\n  accesslog:\n    disabled: true\n"
