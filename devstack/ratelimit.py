@@ -58,6 +58,8 @@ class Seen:
     method: str
     path: str
     status: int
+    agent: str = ""
+    """The client's User-Agent (`docker/20.10...`, `containerd/1.6...`, jcp's `aiohttp/...`)."""
 
 
 class RateLimitedRegistry:
@@ -68,14 +70,18 @@ class RateLimitedRegistry:
         allow: int | None = None,
         retry_after: int | None = None,
         rate: float | None = None,
+        refuse_head_from: str | None = None,
     ) -> None:
         """ALLOW: manifest GETs (about one per pull) let through before every further manifest
         request gets a 429 (None: never). RETRY_AFTER: seconds sent in `Retry-After` with each
-        429. RATE: a cap on body bytes per second, shared by all connections."""
+        429. RATE: a cap on body bytes per second, shared by all connections.
+        REFUSE_HEAD_FROM: clients whose User-Agent starts with this get 405 to a manifest HEAD, as
+        some proxies answer (the runtimes' own HEADs go through)."""
         self.upstream = f"http://{upstream}"
         self.allow = allow
         self.retry_after = retry_after
         self.rate = rate
+        self.refuse_head_from = refuse_head_from
         self.port = 0
         self.seen: list[Seen] = []
         self.bytes_sent = 0
@@ -155,10 +161,20 @@ class RateLimitedRegistry:
         if isinstance(transport, asyncio.Transport):
             self._transports.add(transport)
         path = request.rel_url.path
+        agent = request.headers.get("User-Agent", "")
+        refuse = self.refuse_head_from
+        if (
+            refuse
+            and request.method == "HEAD"
+            and agent.startswith(refuse)
+            and _MANIFEST.match(path)
+        ):
+            self.seen.append(Seen(time.monotonic(), request.method, path, 405, agent))
+            return web.Response(status=405)
         if _MANIFEST.match(path):
             # Docker Hub counts GETs (a pull's HEAD is free) and refuses both once over.
             if self.allow is not None and self._manifest_gets >= self.allow:
-                self.seen.append(Seen(time.monotonic(), request.method, path, 429))
+                self.seen.append(Seen(time.monotonic(), request.method, path, 429, agent))
                 return self._too_many(request)
             self._manifest_gets += request.method == "GET"
         assert self._session is not None
@@ -172,7 +188,7 @@ class RateLimitedRegistry:
             data=body,
             allow_redirects=False,
         ) as up:
-            self.seen.append(Seen(time.monotonic(), request.method, path, up.status))
+            self.seen.append(Seen(time.monotonic(), request.method, path, up.status, agent))
             out = web.StreamResponse(status=up.status, reason=up.reason)
             for name, value in up.headers.items():
                 if name.lower() not in _HOP:
