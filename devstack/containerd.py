@@ -38,6 +38,8 @@ class Containerd:
     """None: overlayfs (what nodes use; works as root here), else `native` if it cannot load."""
     sandbox_image: str | None = None
     """The pod sandbox ("pause") image for RunPodSandbox; None leaves containerd's default."""
+    binary: str = "containerd"
+    """Which containerd: Debian's 1.6 on PATH, or another (scripts/install-containerd17.sh)."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -130,7 +132,7 @@ disabled_plugins = [{disabled}]
         return self.version() in (grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED)
 
     def start(self, timeout: float = 60) -> None:
-        if shutil.which("containerd") is None:
+        if shutil.which(self.binary) is None:
             raise StackError("containerd not found: apt-get install containerd")
         self.root.mkdir(parents=True, exist_ok=True)
         for host in list(self.registries):
@@ -141,7 +143,7 @@ disabled_plugins = [{disabled}]
             self._write_config(snapshotter)
             with log.open("ab") as out:
                 self.proc = subprocess.Popen(
-                    ["containerd", "--config", str(self.config)],
+                    [self.binary, "--config", str(self.config)],
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,

@@ -30,6 +30,7 @@ from jcp.settings import DEFAULT_HTTP_ADDR, NodeSettings, Settings
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from jcp.metrics import Metrics
     from jcp.progress import TerminalProgress
 
 # `jcp once` is often a one-shot job: the HTTP server, metrics and the watchers are imported
@@ -239,7 +240,7 @@ async def main(
         settings, runtime, label=label, events=Fanout(*sinks), choice=why, remote=remote
     )
     if not once:
-        _node_lifecycle(scheduler, options.node, sinks, extra, closers)
+        _node_lifecycle(scheduler, options.node, sinks, extra, closers, metrics=metrics)
         scheduler.events = Fanout(*sinks)
     hup = asyncio.Event()
     if not once:
@@ -295,8 +296,10 @@ def _node_lifecycle(
     sinks: list[Events],
     extra: list[tuple[str, Coroutine[Any, Any, None]]],
     closers: list[Callable[[], Awaitable[None]]],
+    *,
+    metrics: Metrics | None,
 ) -> None:
-    """The warm signal and the purge ledger, when asked for (off by default)."""
+    """The warm signal, pinning and the purge ledger, when asked for (off by default)."""
     if node.uses_api:
         from jcp.lifecycle import signal_warmth  # noqa: PLC0415 - kubernetes_asyncio is heavy
         from jcp.node.kube import KubeError, NodeApi  # noqa: PLC0415
@@ -323,11 +326,23 @@ def _node_lifecycle(
         extra.append(("node signal", signal_warmth(scheduler.snapshot, signal_)))
         closers.append(signal_.close)
     if node.pin:
-        from jcp.lifecycle import PinReport  # noqa: PLC0415
+        from jcp.pinning import Pinning  # noqa: PLC0415
+        from jcp.runtime.cri import CriRuntime  # noqa: PLC0415
 
-        pins = PinReport(scheduler.runtime, scheduler.snapshot)
+        setter = None
+        if isinstance(scheduler.runtime, CriRuntime):  # containerd's API on the same socket
+            from jcp.runtime.pins import ContainerdPins  # noqa: PLC0415
+
+            setter = ContainerdPins(scheduler.runtime.endpoint)
+            closers.append(setter.close)
+        pins = Pinning(
+            scheduler.runtime,
+            scheduler.snapshot,
+            setter,
+            on_counts=metrics.pinned if metrics is not None else None,
+        )
         sinks.append(pins)
-        extra.append(("pin report", pins.run()))
+        extra.append(("pinning", pins.run()))
     if node.purge or node.ledger.parent.is_dir():
         from jcp.lifecycle import Purger  # noqa: PLC0415
         from jcp.node.ledger import Ledger  # noqa: PLC0415

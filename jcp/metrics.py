@@ -158,6 +158,11 @@ class Metrics(Events):
         self.disk_free = Gauge(
             "jcp_disk_free_bytes", "Free bytes on the watched image disk", registry=r
         )
+        self.pinned_images = Gauge(
+            "jcp_images_pinned",
+            "Managed images the runtime reports as pinned (--pin; CRI ImageStatus)",
+            registry=r,
+        )
         self.image_fs_used = Gauge(
             "jcp_image_fs_used_bytes",
             "Bytes the runtime's image file system uses, as the runtime reports it (CRI)",
@@ -230,6 +235,9 @@ class Metrics(Events):
 
     def registry_request(self, registry: str, kind: str, result: str) -> None:
         self.registry_requests.labels(registry, kind, result).inc()
+
+    def pinned(self, pinned: int, managed: int) -> None:
+        self.pinned_images.set(pinned)
 
     def registry_limits(self, registry: str, limit: int | None, remaining: int | None) -> None:
         if limit is not None:

@@ -276,8 +276,9 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pin",
         action="store_true",
-        help="report whether the runtime keeps jcp's images from image GC (CRI ImageStatus "
-        "'pinned'); the CRI has no call to set a pin, so jcp can only read and report it",
+        help="keep the kubelet's image GC from jcp's images: on containerd, label them "
+        "io.cri-containerd.pinned (honoured by containerd >= 1.7), unpin those that leave the "
+        "config, and report what the runtime says is pinned (CRI ImageStatus)",
     )
     g.add_argument(
         "--purge",

@@ -98,7 +98,7 @@ class NodeSettings:
     purge_grace: float = DEFAULT_PURGE_GRACE
     ledger: Path = DEFAULT_LEDGER
     pin: bool = False
-    """Report whether the runtime pins jcp's images (read back from the CRI)."""
+    """Pin jcp's images on containerd and report what the runtime says is pinned."""
     kube_api: str | None = None
     """An explicit API server URL (out-of-cluster runs); None: the pod's in-cluster config."""
     kube_token_file: Path | None = None

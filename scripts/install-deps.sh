@@ -10,6 +10,11 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v containerd >/dev/null || need+=(containerd)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)  # a static pause for the CRI pod tests
+# install-containerd17.sh: fetch and check trixie's containerd 1.7 (the pin tests)
+command -v curl >/dev/null || need+=(curl)
+command -v gpgv >/dev/null || need+=(gpgv)
+command -v xz >/dev/null || need+=(xz-utils)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -126,11 +126,15 @@ async def test_pin_report_says_containerd_16_does_not_pin(
     jcp: Start,
     unique: Callable[[str], str],
 ) -> None:
-    """containerd 1.6 (Debian's) has no pinning: the CRI reports `pinned` false, and jcp says so
-    once rather than every sweep."""
+    """containerd 1.6 (Debian's) has no pinning: jcp labels the image as it would on 1.7, the
+    CRI still reports `pinned` false, and jcp says the runtime ignores it, once, not every
+    sweep."""
     ref = push_synthetic(open_client, unique("pin"), "1").reference
     cfg = publish(tmp_path / "config", [entry(ref)], interval="1")
     run = jcp("run", [*engine_args(cfg, docker_root), *cri_args(containerd), "--pin"])
-    await run.wait_line(r"pinning: 0 of 1 managed images are pinned: this runtime does not pin")
+    await run.wait_line(
+        r"pinning: 0 of 1 managed images are pinned: containerd 1\.6\.\S+ ignores the "
+        r"io\.cri-containerd\.pinned label jcp set \(containerd < 1\.7 has no pinning\)"
+    )
     await run.wait_line(r"sweep 3 done", timeout=20)
     assert run.count("pinning: ") == 1
