@@ -30,7 +30,6 @@ from jcp.settings import DEFAULT_HTTP_ADDR, NodeSettings, Settings
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from jcp.metrics import Metrics
     from jcp.progress import TerminalProgress
 
 # `jcp once` is often a one-shot job: the HTTP server, metrics and the watchers are imported
@@ -240,7 +239,9 @@ async def main(
         settings, runtime, label=label, events=Fanout(*sinks), choice=why, remote=remote
     )
     if not once:
-        _node_lifecycle(scheduler, options.node, sinks, extra, closers, metrics=metrics)
+        from jcp.node_setup import node_lifecycle  # noqa: PLC0415
+
+        node_lifecycle(scheduler, options.node, sinks, extra, closers, metrics=metrics)
         scheduler.events = Fanout(*sinks)
     hup = asyncio.Event()
     if not once:
@@ -288,75 +289,6 @@ async def main(
             await close()
         for _, coro in extra:
             coro.close()  # never started when the work ended early
-
-
-def _node_lifecycle(
-    scheduler: Scheduler,
-    node: NodeSettings,
-    sinks: list[Events],
-    extra: list[tuple[str, Coroutine[Any, Any, None]]],
-    closers: list[Callable[[], Awaitable[None]]],
-    *,
-    metrics: Metrics | None,
-) -> None:
-    """The warm signal, pinning and the purge ledger, when asked for (off by default)."""
-    if node.uses_api:
-        from jcp.lifecycle import signal_warmth  # noqa: PLC0415 - kubernetes_asyncio is heavy
-        from jcp.node.kube import KubeError, NodeApi  # noqa: PLC0415
-        from jcp.node.warm import NodeSignal  # noqa: PLC0415
-
-        url, token_file = node.kube_api, node.kube_token_file
-
-        def api() -> NodeApi:
-            if url is None:
-                return NodeApi.in_cluster()
-            try:
-                token = token_file.read_text().strip() if token_file is not None else None
-            except OSError as exc:
-                raise KubeError(None, f"cannot read {token_file}: {exc.strerror}") from None
-            return NodeApi.connect(url, token)
-
-        signal_ = NodeSignal(
-            node.node_name,
-            label=node.label,
-            untaint_key=node.untaint,
-            untaint_deadline=node.untaint_deadline,
-            api=api,
-        )
-        extra.append(("node signal", signal_warmth(scheduler.snapshot, signal_)))
-        closers.append(signal_.close)
-    if node.pin:
-        from jcp.pinning import Pinning  # noqa: PLC0415
-        from jcp.runtime.cri import CriRuntime  # noqa: PLC0415
-
-        setter = None
-        if isinstance(scheduler.runtime, CriRuntime):  # containerd's API on the same socket
-            from jcp.runtime.pins import ContainerdPins  # noqa: PLC0415
-
-            setter = ContainerdPins(scheduler.runtime.endpoint)
-            closers.append(setter.close)
-        pins = Pinning(
-            scheduler.runtime,
-            scheduler.snapshot,
-            setter,
-            on_counts=metrics.pinned if metrics is not None else None,
-        )
-        sinks.append(pins)
-        extra.append(("pinning", pins.run()))
-    if node.purge or node.ledger.parent.is_dir():
-        from jcp.lifecycle import Purger  # noqa: PLC0415
-        from jcp.node.ledger import Ledger  # noqa: PLC0415
-
-        purger = Purger(
-            scheduler.runtime,
-            Ledger.load(node.ledger),
-            lambda: scheduler.config,
-            grace=node.purge_grace,
-            dry_run=node.purge_dry_run,
-            enabled=node.purge,
-        )
-        sinks.append(purger)
-        extra.append(("purger", purger.run()))
 
 
 async def _on_hup(scheduler: Scheduler, hup: asyncio.Event) -> None:

@@ -25,10 +25,9 @@ from jcp.engine.events import Events
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote
 from jcp.engine.runtime_link import UnknownArchError, wait_for_runtime
-from jcp.engine.sizing import Inspect, Sizing, credentials, largest_first
+from jcp.engine.sizing import Inspect, Sizing
 from jcp.engine.state import ImageState, Snapshot, Sweep
 from jcp.model.config import Config, Target, TargetKey
-from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Failure, Reason
 from jcp.model.results import PullResult
 from jcp.runtime.base import FsUsage, ImageRuntime, RuntimeFailure, RuntimeInfo
@@ -248,31 +247,17 @@ class Scheduler:
             await self.sweep.done.wait()
         await self.observe()
         started, started_wall = time.monotonic(), time.time()
-        targets = await self._ordered(list(self.wanted.values()))
+        targets = await self.sizing.ordered(
+            list(self.wanted.values()),
+            self.observed,
+            self.node_arch,
+            skip=self.permanent.keys(),
+            secrets_root=self.settings.docker_config_root,
+        )
         sweep = self._new_sweep("sweep", targets)
         sweep.started, sweep.started_wall = started, started_wall  # sizing is part of it
         await sweep.done.wait()
         return sweep
-
-    async def _ordered(self, targets: list[Target]) -> list[Target]:
-        """The images to pull first, largest first (sized at their registries), then the
-        present ones: a cold warm-up ends when its longest pull does."""
-        observed, arch = self.observed, self.node_arch
-        self.sizing.known.clear()
-        if observed is None or arch is None:
-            return targets
-        absent = [t for t in targets if not observed.holds(t.image) and t.key not in self.permanent]
-        if not absent:
-            return targets
-        root = self.settings.docker_config_root
-
-        async def auth_for(target: Target) -> RegistryAuth | None:
-            return (await credentials(root, target))[0]
-
-        await self.sizing.presize(absent, arch, auth_for)
-        first = largest_first(absent, self.sizing.known)
-        keys = {t.key for t in first}
-        return first + [t for t in targets if t.key not in keys]
 
     async def observe(self) -> None:
         """Read the runtime's image list (once per sweep): the plan's input, and which selected

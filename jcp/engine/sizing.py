@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 
 from jcp import secrets
+from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote, RemoteError
 from jcp.model.config import Target, TargetKey
 from jcp.model.credentials import RegistryAuth
@@ -121,6 +122,33 @@ class Sizing:
             return None
         self.known[target.key] = image
         return image
+
+    async def ordered(
+        self,
+        targets: list[Target],
+        observed: Observed | None,
+        arch: str | None,
+        *,
+        skip: Collection[TargetKey],
+        secrets_root: Path,
+    ) -> list[Target]:
+        """TARGETS in the order a sweep should take them: the images to pull first, largest
+        first (sized at their registries), then the present ones. A cold warm-up ends when its
+        longest pull does. SKIP: failed permanently (not asked again until they change)."""
+        self.known.clear()
+        if observed is None or arch is None:
+            return targets
+        absent = [t for t in targets if not observed.holds(t.image) and t.key not in skip]
+        if not absent:
+            return targets
+
+        async def auth_for(target: Target) -> RegistryAuth | None:
+            return (await credentials(secrets_root, target))[0]
+
+        await self.presize(absent, arch, auth_for)
+        first = largest_first(absent, self.known)
+        keys = {t.key for t in first}
+        return first + [t for t in targets if t.key not in keys]
 
     async def presize(
         self,
