@@ -40,6 +40,9 @@ class Containerd:
     """The pod sandbox ("pause") image for RunPodSandbox; None leaves containerd's default."""
     binary: str = "containerd"
     """Which containerd: Debian's 1.6 on PATH, or another (scripts/install-containerd17.sh)."""
+    disabled: tuple[str, ...] = ()
+    """More plugins to leave out, e.g. `io.containerd.grpc.v1.images`: a CRI socket without
+    containerd's own Images API, as CRI-O's is."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,7 +75,7 @@ class Containerd:
 
     def _write_config(self, snapshotter: str) -> None:
         r = self.root
-        disabled = ", ".join(f'"{p}"' for p in _DISABLED)
+        disabled = ", ".join(f'"{p}"' for p in (*_DISABLED, *self.disabled))
         # Pods here: some hosts (this VM) refuse a negative oom_score_adj even to root, and
         # containerd gives the sandbox -998 unless told to stay at its own.
         sandbox = (

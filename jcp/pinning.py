@@ -3,11 +3,11 @@ worked.
 
 After each full sweep: pin the managed images the runtime does not report as pinned (through
 containerd's own API, `jcp.runtime.pins`: the CRI has no call for it), unpin the ones jcp
-pinned that left the config, then read the pins back through the runtime (CRI ImageStatus
-`pinned`) and say, once per change, how many of the managed images are pinned and, when none
-is, why: Docker has no pins, containerd < 1.7 ignores the label, CRI-O has no containerd API.
-Nothing here changes what the engine pulls; a failure is logged once and pinning waits for the
-next sweep.
+pinned that left the config, then read the pins back through the runtime (the `pinned` that
+CRI ListImages and ImageStatus report) and say, once per change, how many of the managed
+images are pinned and, when none is, why: Docker has no pins, containerd < 1.7 ignores the
+label, CRI-O has no containerd API. Nothing here changes what the engine pulls; a failure is
+logged once and pinning waits for the next sweep.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class Pinning(Events):
         self._said: tuple[int, int, str] | None = None
         self._failed: str | None = None
         self._labelled = False
-        """jcp has set a pin label: a runtime still reporting none pinned ignores it."""
+        """The pin labels were on at an earlier pass: a runtime still reporting none pinned
+        ignores them (not merely has not read them yet: containerd 1.7 reads them from the
+        image update event, asynchronously to the Update call)."""
 
     def sweep_finished(self, sweep: SweepView) -> None:
         if sweep.kind == "sweep":
@@ -81,8 +83,9 @@ class Pinning(Events):
             images = await self.runtime.list_images()
         except RuntimeFailure:
             return
+        settled = self._labelled
         tried = await self._apply(images, wanted)
-        self._labelled = self._labelled or tried
+        self._labelled = settled or tried
         if tried:
             try:
                 images = await self.runtime.list_images()  # read the pins back
@@ -90,11 +93,14 @@ class Pinning(Events):
                 return
         managed = [i for i in images if _refs(i) & wanted]
         pinned = sum(1 for i in managed if i.pinned)
-        self._report(pinned, len(wanted), self._labelled)
+        if tried and not settled and pinned < len(managed):
+            return  # containerd reads a new label from its image event, maybe not yet: next sweep
+        self._report(pinned, len(wanted), settled)
 
     async def _apply(self, images: list[ImageStatus], wanted: set[ImageRef]) -> bool:
         """Pin what is managed and not pinned, unpin what jcp pinned and no longer manages;
-        True if a pin was set (so that the read-back can tell whether the runtime honours it)."""
+        True if the label is on them, set now or by an earlier run (so that the read-back can
+        tell whether the runtime honours it, after a restart too)."""
         if self.setter is None:
             return False
         to_pin = [i for i in images if _refs(i) & wanted and not i.pinned]
@@ -104,9 +110,9 @@ class Pinning(Events):
             for image in dropped:
                 await self.setter.apply(_names(image), pinned=False)
                 log.info(f"unpinned {', '.join(image.repo_tags) or image.id}: no longer listed")
-            changed = 0
+            labelled = 0
             for image in to_pin:
-                changed += await self.setter.apply(_names(image), pinned=True)
+                labelled += await self.setter.apply(_names(image), pinned=True)
         except Exception as exc:  # pinning must never stop the agent
             message = str(exc)
             if message != self._failed:
@@ -114,9 +120,9 @@ class Pinning(Events):
                 log.warning(f"pinning: {message}")
             return False
         self._failed = None
-        return bool(to_pin) and changed > 0
+        return labelled > 0
 
-    def _report(self, pinned: int, wanted: int, tried: bool) -> None:
+    def _report(self, pinned: int, wanted: int, settled: bool) -> None:
         if self.on_counts is not None:
             self.on_counts(pinned, wanted)
         snap = self.snapshot()
@@ -125,7 +131,7 @@ class Pinning(Events):
         if wanted and not pinned:
             if runtime is not None and runtime.kind == "docker":
                 why = ": Docker has no pins, so the kubelet's image GC may remove them"
-            elif tried:
+            elif settled:
                 version = f" {runtime.version}" if runtime is not None else ""
                 name = runtime.name if runtime is not None else "the runtime"
                 why = (

