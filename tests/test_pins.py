@@ -1,8 +1,9 @@
 """`--pin` on real containerds: 1.7 (Debian trixie's binary, fetched by
 scripts/install-containerd17.sh) honours the pin label jcp sets, 1.6 (Debian 12's) ignores it,
-one without containerd's Images API (as CRI-O) cannot be asked, and jcp says which. Pins are
-read back through our own CRI and containerd clients, never through jcp's view. Also: the
-vendored containerd API and its stubs are what scripts/gen-containerd-api.sh says they are."""
+one without containerd's Images API (as CRI-O) cannot be asked, Docker has no pins, and jcp
+says which. Pins are read back through our own CRI and containerd clients, never through jcp's
+view. Also: the vendored containerd API and its stubs are what scripts/gen-containerd-api.sh
+says they are."""
 
 from __future__ import annotations
 
@@ -194,6 +195,22 @@ async def test_a_runtime_without_containerds_images_api_is_said_once_and_jcp_car
     assert run.count("cannot pin") == 1
     assert run.count("pinning: ") == 2  # the warning and the count, each once
     assert not await cri_pinned(no_images_api.endpoint, ref)
+
+
+async def test_docker_has_no_pins_and_jcp_says_so_once(
+    tmp_path: Path,
+    open_client: RegistryClient,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    ref = push_synthetic(open_client, unique("pind"), "1").reference
+    cfg = publish(tmp_path / "config", [entry(ref)], interval="1")
+    run = jcp("run", [*engine_args(cfg, docker_root), "--pin"])
+    await run.wait_line(r"pinning: 0 of 1 managed images are pinned: Docker has no pins")
+    await run.wait_line(r"sweep 3 done", timeout=20)
+    assert run.count("pinning: ") == 1
+    assert await metric(run, "jcp_images_pinned") == "0.0"
 
 
 def gen(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
