@@ -155,11 +155,8 @@ class Purger(Events):
         owned = self.ledger.owned()
         present: dict[str, str] = {}
         for image in images:
-            for name in (*image.repo_tags, *image.repo_digests):
-                try:
-                    ref = str(parse_reference(name))
-                except InvalidReferenceError:
-                    continue
+            for parsed in image.refs():
+                ref = str(parsed)
                 # `repo@sha256:...` is the runtime's alias of a tag it pulled, not another
                 # user of the image: it counts only when the config or the ledger names it.
                 if "@" not in ref or ref in owned or ref in desired:

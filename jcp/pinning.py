@@ -19,7 +19,7 @@ from typing import Protocol
 
 from jcp.engine.events import Events
 from jcp.engine.state import Snapshot, SweepView
-from jcp.model.refs import ImageRef, InvalidReferenceError, parse_reference
+from jcp.model.refs import ImageRef
 from jcp.runtime.base import ImageRuntime, ImageStatus, RuntimeFailure
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,7 @@ class PinSetter(Protocol):
 
 
 def _refs(image: ImageStatus) -> set[ImageRef]:
-    refs = set()
-    for name in (*image.repo_tags, *image.repo_digests):
-        try:
-            refs.add(parse_reference(name))
-        except InvalidReferenceError:
-            continue
-    return refs
+    return set(image.refs())
 
 
 def _names(image: ImageStatus) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from jcp.model.config import Target, TargetKey
-from jcp.model.refs import ImageRef, InvalidReferenceError, parse_reference
+from jcp.model.refs import ImageRef
 from jcp.runtime.base import ImageStatus
 
 TAG_MOVED = "tag moved"
@@ -51,11 +51,7 @@ class Observed:
         for image in images:
             held: set[str] = set()
             tags: list[ImageRef] = []
-            for name in (*image.repo_tags, *image.repo_digests):
-                try:
-                    ref = parse_reference(name)
-                except InvalidReferenceError:
-                    continue
+            for ref in image.refs():
                 refs.add(ref)
                 if ref.digest is not None:
                     held.add(ref.digest)

@@ -15,7 +15,7 @@ from typing import Protocol
 from jcp.model.credentials import RegistryAuth
 from jcp.model.errors import JcpError
 from jcp.model.failures import Failure, Reason
-from jcp.model.refs import ImageRef
+from jcp.model.refs import ImageRef, InvalidReferenceError, parse_reference
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,16 @@ class ImageStatus:
     repo_digests: tuple[str, ...] = ()
     size: int = 0
     pinned: bool = False
+
+    def refs(self) -> list[ImageRef]:
+        """Its names, normalised; a name jcp cannot parse (the runtime's own) is left out."""
+        out = []
+        for name in (*self.repo_tags, *self.repo_digests):
+            try:
+                out.append(parse_reference(name))
+            except InvalidReferenceError:
+                continue
+        return out
 
 
 @dataclass(frozen=True)
