@@ -1,5 +1,5 @@
 import sys
 
-from jcp.cli import main
+from jcp.cli.main import main
 
 sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import tempfile
@@ -13,14 +12,21 @@ from pathlib import Path
 import aiodocker
 import pytest
 
-from devstack.images import RegistryClient, push_synthetic
-from devstack.kubelet import write_volume
+from devstack.images import RegistryClient
 from devstack.proxy import ThrottleProxy
 from devstack.ratelimit import RateLimitedRegistry
 from devstack.services import free_port
 from devstack.stack import AUTH_USER, Stack, write_docker_secret
-from tests.cri_fixtures import containerd, cri  # noqa: F401 - fixtures for the session
-from tests.jcp_process import JcpProcess
+from tests.support.cri_fixtures import containerd, cri  # noqa: F401 - fixtures for the session
+from tests.support.jcp_process import JcpProcess
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder, so `-m unit` runs in seconds without any daemon."""
+    for item in items:
+        layer = Path(str(item.path)).parent.name
+        if layer in ("unit", "integration"):
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(scope="session")
@@ -77,31 +83,6 @@ def unique() -> Callable[[str], str]:
     return lambda prefix: f"{prefix}-{os.getpid()}-{next(_counter)}"
 
 
-async def wait_for(predicate: Callable[[], object], timeout: float = 20, what: str = "") -> None:
-    """Poll PREDICATE (sync or async) until true; fail with WHAT after TIMEOUT seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
-
-
-async def image_present(docker: aiodocker.Docker, ref: str) -> bool:
-    try:
-        await docker.images.inspect(ref)
-    except aiodocker.DockerError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
 @pytest.fixture
 def jcp(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., JcpProcess]]:
     """Start `jcp <command> <args>` against the session's daemon; killed at teardown if alive."""
@@ -141,16 +122,6 @@ def proxy(stack: Stack) -> Iterator[Callable[..., ThrottleProxy]]:
         p.stop()
 
 
-def image_config(entries: list[dict[str, object]]) -> str:
-    return json.dumps(entries, indent=1)
-
-
-def entry(reference: str, **extra: object) -> dict[str, object]:
-    """An entry without `arch`, pulling REFERENCE (which names its registry)."""
-    host = reference.split("/", 1)[0]
-    return {"ref": reference, "registry": host, **extra}
-
-
 @pytest.fixture(autouse=True)
 async def no_leaked_tasks() -> AsyncIterator[None]:
     """Every test leaves the session's event loop with no task of its own still running."""
@@ -159,18 +130,6 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
     assert not leaked, f"test leaked asyncio tasks: {leaked}"
-
-
-def publish(d: Path, entries: list[dict[str, object]], interval: str = "300") -> Path:
-    """Write a config directory the way kubelet updates a ConfigMap volume."""
-    write_volume(d, {"image.config": image_config(entries), "interval": interval})
-    return d
-
-
-def push_via(client: RegistryClient, proxy: ThrottleProxy, repo: str, size: int) -> str:
-    """Push a one-layer image of SIZE bytes; return its reference through PROXY."""
-    push_synthetic(client, repo, "1", layers=1, layer_size=size)
-    return f"{proxy.host}/{repo}:1"
 
 
 @pytest.fixture

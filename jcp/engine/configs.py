@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jcp.configdir import read_files
+from jcp.inputs.configdir import read_files
 from jcp.model.config import Config, ConfigError, Problem, build_config
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jcp.engine import report, snapshot
+from jcp.engine import readmodel, report
 from jcp.engine.configs import ConfigSource
 from jcp.engine.disk import DiskGuard
 from jcp.engine.events import Events
@@ -368,4 +368,4 @@ class Scheduler:
         self._retry_handles.clear()
 
     def snapshot(self) -> Snapshot:
-        return snapshot.build(self)
+        return readmodel.build(self)

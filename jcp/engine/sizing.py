@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 
-from jcp import secrets
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote, RemoteError
+from jcp.inputs import secrets
 from jcp.model.config import Target, TargetKey
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Failure, Reason

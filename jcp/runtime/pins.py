@@ -21,7 +21,7 @@ How the CRI plugin decides `pinned`, read in containerd v1.7.24:
 - pkg/cri/server/image_pull.go `createImageReference`: a later CRI pull of the same name updates
   `target` (and adds the pin only for the sandbox image), never removes a pin label.
 containerd 1.6 (v1.6.20's store has no `Pinned`) keeps the label and ignores it: the read-back
-through CRI ImageStatus tells, and `jcp.pinning` says so.
+through CRI ImageStatus tells, and `jcp.lifecycle.pinning` says so.
 
 Every Update carries the record's target as Get returned it: containerd 1.7.24's
 services/images/helpers.go `descFromProto` dereferences `Image.target` unchecked, so an Update
