@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from jcp.model import jsonsafe
 from jcp.model.entries import ImageEntry, parse_images
@@ -31,7 +32,16 @@ IMAGE_FILES = ("image.config", "image.json")
 INTERVAL_FILE = "interval"
 INTERVAL_ENV = "PULL_INTERVAL"
 DEFAULT_INTERVAL = 300.0
-TargetKey = tuple[ImageRef, bool, str]
+
+
+class TargetKey(NamedTuple):
+    """A target's identity across reloads: the same image with other credentials is another
+    target (a fixed secret name must not reuse a permanent failure recorded for the old one)."""
+
+    image: ImageRef
+    private: bool
+    secret: str
+    """The secret's name for a private entry, else ''."""
 
 
 @dataclass(frozen=True)
@@ -44,21 +54,61 @@ class Target:
     @property
     def key(self) -> TargetKey:
         """Identity across reloads: the same image with other credentials is another target."""
-        return (self.image, self.entry.private, self.entry.secret if self.entry.private else "")
+        return TargetKey(
+            self.image, self.entry.private, self.entry.secret if self.entry.private else ""
+        )
 
     @property
     def registry(self) -> str:
         """The host pulled from; credentials are looked up for this, not for `entry.registry`."""
         return self.image.registry
 
+    @property
+    def priority(self) -> int:
+        """The entry's `priority`: higher is pulled first; size only breaks ties."""
+        return self.entry.priority
+
+
+LABELS_UNKNOWN = "node labels unknown"
+"""Why an entry with a selector is skipped while jcp cannot read its node's labels."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An entry this node does not pull, and why (`no arch.ppc64le`, `nodeSelector gpu=nvidia
+    does not match`, `node labels unknown`)."""
+
+    entry: ImageEntry
+    reason: str
+
+    @property
+    def index(self) -> int:
+        return self.entry.index
+
+    @property
+    def ref(self) -> str:
+        return self.entry.ref
+
+    @property
+    def labels_unknown(self) -> bool:
+        return self.reason == LABELS_UNKNOWN
+
 
 @dataclass(frozen=True)
 class Selection:
-    """The part of a config that concerns one node architecture."""
+    """The part of a config that concerns one node: its architecture and its labels."""
 
     arch: str
     targets: tuple[Target, ...]
-    skipped: tuple[ImageEntry, ...]
+    """Highest priority first; entries of equal priority in config order."""
+    skipped: tuple[Skipped, ...]
+    labels: Mapping[str, str] | None = None
+    """The labels selected against; None: unknown (entries with a selector are skipped)."""
+
+    @property
+    def waiting_for_labels(self) -> tuple[Skipped, ...]:
+        """Entries skipped only because the node's labels are unknown."""
+        return tuple(s for s in self.skipped if s.labels_unknown)
 
 
 @dataclass(frozen=True)
@@ -70,18 +120,35 @@ class Config:
     digest: str
     warnings: tuple[Problem, ...] = field(default=())
 
-    def select(self, node_arch: str) -> Selection:
+    @property
+    def uses_node_labels(self) -> bool:
+        """Some entry has a selector: the node's labels decide what it pulls."""
+        return any(e.selector is not None for e in self.entries)
+
+    def select(self, node_arch: str, labels: Mapping[str, str] | None = None) -> Selection:
+        """What a node of NODE_ARCH with LABELS pulls (None: labels unknown, so no entry with a
+        selector), highest priority first; every other entry skipped with its reason. An image
+        that several entries select is pulled once, for the one of highest priority."""
         targets: list[Target] = []
-        skipped: list[ImageEntry] = []
+        skipped: list[Skipped] = []
         seen: set[ImageRef] = set()
-        for entry in self.entries:
+        for entry in sorted(self.entries, key=lambda e: (-e.priority, e.index)):
             image = entry.target_for(node_arch)
+            reason = None
             if image is None:
-                skipped.append(entry)
+                reason = f"no arch.{node_arch}"
+            elif entry.selector is not None:
+                reason = LABELS_UNKNOWN if labels is None else entry.selector.mismatch(labels)
+            if reason is not None:
+                skipped.append(Skipped(entry, reason))
             elif image not in seen:
+                assert image is not None
                 seen.add(image)
                 targets.append(Target(image=image, entry=entry))
-        return Selection(arch=node_arch, targets=tuple(targets), skipped=tuple(skipped))
+        skipped.sort(key=lambda s: s.index)
+        return Selection(
+            node_arch, tuple(targets), tuple(skipped), None if labels is None else dict(labels)
+        )
 
 
 @dataclass(frozen=True)
@@ -161,6 +228,7 @@ def build_config(
 
 
 __all__ = [
+    "LABELS_UNKNOWN",
     "MAX_INTERVAL",
     "MAX_PROBLEMS",
     "MIN_INTERVAL",

@@ -21,9 +21,15 @@ from jcp.model.refs import (
     normalise_host,
     parse_reference,
 )
+from jcp.model.selectors import NodeSelector, SelectorParser
 
 DEFAULT_SECRET = "jarvice-docker"  # noqa: S105 - a secret name, not a value
-KNOWN_KEYS = frozenset({"ref", "registry", "private", "config", "arch"})
+KNOWN_KEYS = frozenset(
+    {"ref", "registry", "private", "config", "arch", "nodeSelector", "matchExpressions", "priority"}
+)
+# A 32-bit integer, as a PriorityClass value: wide enough for any ranking, and a number beyond
+# it is a typo, not an intent.
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
 # Kubernetes Secret names are DNS-1123 subdomains; this also keeps `config` from naming a path
 # outside the docker config root.
 _SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -41,6 +47,10 @@ class ImageEntry:
     secret: str
     arch: tuple[tuple[str, ImageRef], ...] | None
     default_ref: ImageRef | None
+    selector: NodeSelector | None = None
+    """The nodes the entry is for (`nodeSelector`, `matchExpressions`); None: every node."""
+    priority: int = 0
+    """Higher is pulled first (and held back last when the disk is short)."""
 
     def target_for(self, node_arch: str) -> ImageRef | None:
         """What a node of this architecture pulls; None means the entry is skipped there."""
@@ -129,17 +139,38 @@ class _EntryParser:
                 "(lowercase letters, digits, '-' and '.')",
             )
             secret = None
+        selectors = SelectorParser(self.error, self.warn, _describe)
+        selector = selectors.parse(obj)
+        priority = self._priority(obj)
         arch = self._arch(obj, registry, private)
         default_ref = None
         if "arch" not in obj and ref is not None and registry is not None:
             default_ref = self._reference("ref", ref, registry, private)
         if ref is None or registry is None or secret is None:
             return None
+        if not selectors.ok or priority is None:
+            return None
         if "arch" in obj and arch is None:
             return None
         if "arch" not in obj and default_ref is None:
             return None
-        return ImageEntry(self.index, ref, registry, private, secret, arch, default_ref)
+        return ImageEntry(
+            self.index, ref, registry, private, secret, arch, default_ref, selector, priority
+        )
+
+    def _priority(self, obj: Mapping[str, Any]) -> int | None:
+        value = obj.get("priority", 0)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.error("priority", f"expected a whole number, got {_describe(value)}")
+            return None
+        if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+            self.error(
+                "priority",
+                f"{value} is out of range: expected {MIN_PRIORITY} to {MAX_PRIORITY} "
+                "(a 32-bit integer, as a PriorityClass value)",
+            )
+            return None
+        return value
 
     def _reference(self, key: str, text: str, registry: str, private: bool) -> ImageRef | None:
         try:
@@ -222,7 +253,7 @@ def _check_duplicates(file: str, entries: list[ImageEntry], problems: list[Probl
                         group[-1].index,
                     )
                 )
-            else:
+            elif len({e.selector for e in group}) == 1:  # other selectors: other nodes, no noise
                 problems.append(
                     Problem(
                         file,

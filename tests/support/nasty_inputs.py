@@ -55,6 +55,19 @@ CONFIGS = [
             {"ref": "x", "arch": {"arm64": "x:2", "s390x": "x@sha256:" + "a" * 64}},
         ]
     ).encode(),
+    _json(
+        [
+            {"ref": "cuda:12", "nodeSelector": {"nvidia.com/gpu.present": "true"}, "priority": 10},
+            {
+                "ref": "big:1",
+                "matchExpressions": [
+                    {"key": "mem", "operator": "In", "values": ["1t", "2t"]},
+                    {"key": "spot", "operator": "DoesNotExist"},
+                ],
+                "priority": -5,
+            },
+        ]
+    ),
 ]
 SECRET_BASES = [
     _json({"auths": {HOST: {"auth": B64}}}),
@@ -146,6 +159,17 @@ NASTY_CONFIGS: dict[str, tuple[object, object, str]] = {
     "control-characters": (json.dumps([{"ref": "\x1b[2J", "arch": {"amd64": "a:1"}, "\x1b[31m": 1, "registry": "\x07"}]).encode(), None, 'entry 0 ("\\u001b[2J"): key \'registry\': "\\u0007" is not a registry host'),
     "huge-ref": (json.dumps([{"ref": "a" * 500000 + "!"}]).encode(), None, "malformed image reference"),
     "single-label-registry": (json.dumps([{"ref": "app:1", "registry": "myregistry"}]).encode(), None, "key 'registry': 'myregistry' has no '.' or ':', so runtimes would read its images as Docker Hub's"),
+    "selector-value-number": (json.dumps([{"ref": "a", "nodeSelector": {"gpu": 1}}]).encode(), None, "entry 0 (a): key 'nodeSelector.gpu': expected a label value string, got number 1"),
+    "selector-key-control-characters": (json.dumps([{"ref": "a", "nodeSelector": {"\x1b[2J": "x"}}]).encode(), None, "key '\"nodeSelector.\\u001b[2J\"': not a label key: name \"\\u001b[2J\" of"),
+    "selector-huge-value": (json.dumps([{"ref": "a", "nodeSelector": {"gpu": "v" * 500000}}]).encode(), None, "(500000 characters) is not a label value"),
+    "selector-huge-key": (json.dumps([{"ref": "a", "nodeSelector": {"k" * 500000: "v"}}]).encode(), None, 'not a label key: name "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk..."'),
+    "selector-deep-value": (b'[{"ref": "a", "nodeSelector": {"gpu": ' + b"[" * 60 + b"]" * 60 + b"}}]", None, "key 'nodeSelector.gpu': expected a label value string, got list"),
+    "expressions-10000": (json.dumps([{"ref": "a", "matchExpressions": [{"key": "k", "operator": "Gt"}] * 10000}]).encode(), None, "9900 more problem(s) not shown (9900 error(s))"),
+    "expression-operator-null": (json.dumps([{"ref": "a", "matchExpressions": [{"key": "k", "operator": None}]}]).encode(), None, "key 'matchExpressions[0].operator': expected one of In, NotIn, Exists, DoesNotExist; got null"),
+    "priority-huge": (b'[{"ref": "a", "priority": ' + b"9" * 100 + b"}]", None, "key 'priority': 9999999999999999999999999999999999999999"),
+    "priority-bool": (json.dumps([{"ref": "a", "priority": True}]).encode(), None, "key 'priority': expected a whole number, got boolean true"),
+    "priority-exponent": (b'[{"ref": "a", "priority": 1e3}]', None, "key 'priority': expected a whole number, got number 1000.0"),
+    "priority-nan": (b'[{"ref": "a", "priority": NaN}]', None, "NaN at line 1 column 27: not a JSON number"),
     "uppercase-host-ref": (json.dumps([{"ref": "Upper/case:1", "registry": "docker.io"}]).encode(), None, "registry host 'upper' has no '.' or ':', so runtimes read 'upper/...' as a Docker Hub repository"),
 }  # fmt: skip
 

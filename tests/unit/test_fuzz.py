@@ -98,7 +98,25 @@ def check_config(files: ConfigFiles, interval_flag: float | None = None) -> Conf
     for arch in SUPPORTED:
         for target in config.select(arch).targets:
             assert parse_reference(str(target.image)) == target.image
+        for labels in NODE_LABELS:
+            check_selection(config, arch, labels)
     return config
+
+
+NODE_LABELS: list[dict[str, str] | None] = [None, {}, {"gpu": "nvidia", "mem": "1t"}, {"gpu": ""}]
+
+
+def check_selection(config: Config, arch: str, labels: dict[str, str] | None) -> None:
+    """Every entry is pulled or skipped with a printable reason; the order is by priority."""
+    selection = config.select(arch, labels)
+    skipped = {s.index for s in selection.skipped}
+    pulled = {t.entry.index for t in selection.targets}
+    assert not skipped & pulled
+    for s in selection.skipped:
+        check_text(s.reason)
+        assert (s.entry.selector is not None) or s.reason.startswith("no arch.")
+    priorities = [t.priority for t in selection.targets]
+    assert priorities == sorted(priorities, reverse=True)
 
 
 def test_single_label_registry_is_refused() -> None:
@@ -333,9 +351,37 @@ GOOD_HOSTS = st.sampled_from(
 )
 HOSTS = GOOD_HOSTS | st.text(alphabet="aq.:-/ 9", max_size=12)
 GOOD_ARCHES = st.sampled_from(["amd64", "x86_64", "aarch64", "arm64", "ppc64le", "s390x"])
+ODD_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text())
+ODD = ODD_LEAF
 ARCHES = GOOD_ARCHES | st.sampled_from(["mips", "", " AMD64 "]) | st.text(max_size=4)
 SECRETS = st.sampled_from(["jarvice-docker", "reg", "a.b-c"])
-ODD = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text())
+LABEL_KEYS = st.sampled_from(["gpu", "mem", "nvidia.com/gpu.present", "a_b.c-d"])
+LABEL_VALUES = st.sampled_from(["nvidia", "1t", "", "true", "A-1_b.2"])
+GOOD_EXPRESSION = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "key": LABEL_KEYS,
+            "operator": st.sampled_from(["In", "NotIn"]),
+            "values": st.lists(LABEL_VALUES, min_size=1, max_size=3),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"key": LABEL_KEYS, "operator": st.sampled_from(["Exists", "DoesNotExist"])}
+    ),
+)
+WILD_KEYS = (
+    LABEL_KEYS | st.sampled_from(["", "a/b/c", "UP/x", "-x", "x" * 64]) | st.text(max_size=6)
+)
+WILD_EXPRESSION = st.fixed_dictionaries(
+    {},
+    optional={
+        "key": WILD_KEYS | ODD_LEAF,
+        "operator": st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist", "Gt", "in"])
+        | ODD_LEAF,
+        "values": st.lists(LABEL_VALUES | ODD_LEAF, max_size=3) | ODD_LEAF,
+        "odd": ODD_LEAF,
+    },
+)
 GOOD_ENTRY = st.fixed_dictionaries(
     {"ref": GOOD_REFS},
     optional={
@@ -343,6 +389,9 @@ GOOD_ENTRY = st.fixed_dictionaries(
         "private": st.booleans(),
         "config": SECRETS,
         "arch": st.dictionaries(GOOD_ARCHES, GOOD_REFS, max_size=3),
+        "nodeSelector": st.dictionaries(LABEL_KEYS, LABEL_VALUES, max_size=3),
+        "matchExpressions": st.lists(GOOD_EXPRESSION, max_size=3),
+        "priority": st.integers(-(2**31), 2**31 - 1),
     },
 )
 WILD_ENTRY = st.fixed_dictionaries(
@@ -353,6 +402,9 @@ WILD_ENTRY = st.fixed_dictionaries(
         "private": st.booleans() | ODD,
         "config": SECRETS | st.sampled_from(["../etc", "UP", ""]) | ODD,
         "arch": st.dictionaries(ARCHES, REFS | ODD, max_size=4) | ODD,
+        "nodeSelector": st.dictionaries(WILD_KEYS, LABEL_VALUES | ODD, max_size=3) | ODD,
+        "matchExpressions": st.lists(GOOD_EXPRESSION | WILD_EXPRESSION | ODD, max_size=3) | ODD,
+        "priority": st.integers() | ODD,
         "surprise": ODD,
     },
 )
