@@ -20,3 +20,23 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# promtool (the alert and dashboard tests) ships only in Debian's `prometheus` package, whose
+# postinst would start a Prometheus server: install it with services denied (policy-rc.d, unless
+# the machine has its own) and make sure none is left running or enabled.
+if ! command -v promtool >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# scripts/install-deps.sh: no service starts while prometheus installs\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    own_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null || { [ -z "$own_policy" ] || rm -f "$policy"; exit 1; }
+  [ -z "$own_policy" ] || rm -f "$policy"
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null || { echo "install-deps: prometheus installed but no promtool on PATH" >&2; exit 1; }
+fi
