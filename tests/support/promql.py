@@ -135,3 +135,12 @@ def load_dashboard(path: Path) -> dict[str, Any]:
     doc = json.loads(path.read_text())
     assert isinstance(doc, dict)
     return doc
+
+
+def check_rule_object(rule: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`promtool check rules` on a PrometheusRule's spec (its `groups`)."""
+    path = tmp_path / "rendered.rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    return subprocess.run(
+        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
