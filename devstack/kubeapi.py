@@ -47,7 +47,8 @@ Faults a test injects: `conflict_next(n)` (the next N patches answer 409), `forb
 node between a client's GET and its PATCH), `stop()`/`start()` on the same port (the API server
 down, then back; open watches end), `relabel(name, {...})` (another client's label change),
 `bookmark()`, `drop_watches()` (every open watch ends, as when a load balancer cuts idle
-streams) and `expire()` (history forgotten and open watches ended: resuming needs a relist).
+streams) and `expire()` (history forgotten and open watches ended: resuming from an older
+resourceVersion needs a relist).
 """
 
 from __future__ import annotations
@@ -173,9 +174,10 @@ class KubeApiStandIn:
         self._history.drop()
 
     def expire(self, how: GoneAs = "event") -> None:
-        """Forget the history (a watch from any resourceVersion until now is 410 Gone) and end
-        the open watches, so that the client must list again. HOW: an ERROR event in a 200
-        stream, or an HTTP 410 answer (kubernetes/kubernetes#25151)."""
+        """Forget the history up to now (a watch from an older resourceVersion is 410 Gone) and
+        end the open watches: a client whose last version is older must list again, one that a
+        bookmark brought up to date resumes. HOW: an ERROR event in a 200 stream, or an HTTP
+        410 answer (kubernetes/kubernetes#25151)."""
         self._history.expire(how)
 
     def _store(self, name: str, node: Object | None) -> None:

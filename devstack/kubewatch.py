@@ -77,8 +77,8 @@ class History:
     def __init__(self) -> None:
         self.version = 999
         self.changes: list[Change] = []
-        self.oldest = 0
-        """A watch from an older resourceVersion is answered 410 Gone."""
+        self.compacted = 0
+        """Changes up to this version are forgotten: a watch from an older one is 410 Gone."""
         self.gone_as: GoneAs = "event"
         self.watches: set[Watch] = set()
 
@@ -107,7 +107,7 @@ class History:
 
     def expire(self, how: GoneAs) -> None:
         self.gone_as = how
-        self.oldest = self.version + 1
+        self.compacted = self.version
         self.changes.clear()
         self.drop()
 
@@ -119,8 +119,8 @@ class History:
             return [{"type": "ADDED", "object": copy.deepcopy(n)} for n in current]
         if not since.isdigit():
             raise Fail(400, "BadRequest", f"invalid resource version: {since!r}")
-        if int(since) < self.oldest:
-            gone = Fail(410, "Expired", f"too old resource version: {since} ({self.oldest})")
+        if int(since) < self.compacted:
+            gone = Fail(410, "Expired", f"too old resource version: {since} ({self.compacted})")
             if self.gone_as == "status":
                 raise gone
             return [{"type": "ERROR", "object": status(gone, None)}]

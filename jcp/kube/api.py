@@ -202,7 +202,7 @@ def _from_status(exc: ApiException, method: str, name: str) -> KubeError:
     reason = str(exc.reason or "").strip()
     if status is None:  # the client could not build the request: a bug, said plainly
         return KubeError(None, f"{method} node {name}: {reason or 'request not sent'}")
-    what = f"{method} node {name}" if name else f"{method.lower()} nodes"
+    what = f"{method} node {name}" if name else "list nodes"
     return _from_answer(status, reason, exc.body, what)
 
 

@@ -222,3 +222,23 @@ class SelectorParser:
             else:
                 values.append(item)
         return tuple(values) if len(values) == len(raw) else None
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`k=v,k2=v2` (as `kubectl label` and `--node-labels` take them) into a label map; empty
+    text is a node without labels. Raises ValueError naming the pair that is wrong."""
+    labels: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"{_quote(pair)} is not KEY=VALUE")
+        if problem := key_problem(key):
+            raise ValueError(f"not a label key: {problem}")
+        if problem := value_problem(value):
+            raise ValueError(problem)
+        if key in labels:
+            raise ValueError(f"label {_quote(key)} is given twice")
+        labels[key] = value
+    return labels

@@ -6,6 +6,7 @@ their errors (file, entry, key, what was expected) and what a node with given la
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -17,7 +18,7 @@ from jcp.model.config import (
     ConfigFiles,
     build_config,
 )
-from jcp.model.selectors import NodeSelector, Requirement
+from jcp.model.selectors import NodeSelector, Requirement, parse_labels
 
 FILE = "cfg/image.config"
 
@@ -269,3 +270,29 @@ def test_empty_selector_matches_every_node_with_known_labels() -> None:
     cfg = config([{"ref": "a", "nodeSelector": {}}])
     assert [short(t.image) for t in cfg.select("amd64", {}).targets] == ["a"]
     assert [s.reason for s in cfg.select("amd64", None).skipped] == [LABELS_UNKNOWN]
+
+
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        ("gpu=nvidia,pool=a", {"gpu": "nvidia", "pool": "a"}),
+        (" nvidia.com/gpu.present=true , empty= ", {"nvidia.com/gpu.present": "true", "empty": ""}),
+        ("", {}),
+    ],
+)
+def test_node_labels_flag_parses_key_value_pairs(text: str, labels: dict[str, str]) -> None:
+    assert parse_labels(text) == labels
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gpu", "'gpu' is not KEY=VALUE"),
+        ("a/b/c=1", "not a label key: 'a/b/c' has more than one '/'"),
+        ("gpu=a b", "'a b' is not a label value"),
+        ("gpu=1,gpu=2", "label 'gpu' is given twice"),
+    ],
+)
+def test_node_labels_flag_says_which_pair_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_labels(text)
