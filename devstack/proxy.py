@@ -22,6 +22,8 @@ class ThrottleProxy:
         self.rate = rate
         self.port = 0
         self.requests = 0
+        self.sent_down = 0
+        """Bytes written to clients so far (a cancelled pull stops them growing)."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._flowing: asyncio.Event | None = None
@@ -94,6 +96,8 @@ class ThrottleProxy:
                         await asyncio.sleep(self.latency)
                 writer.write(chunk)
                 await writer.drain()
+                if down:
+                    self.sent_down += len(chunk)
         except (ConnectionError, OSError):
             pass
         finally:

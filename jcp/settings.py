@@ -1,12 +1,13 @@
 """Everything an operator can set, typed, with each default defined here once.
 
 The CLI builds a `Settings` from its flags (its help texts read the defaults from here); the
-composition root (`app.py`) hands the parts to the engine, the runtime and the HTTP server.
+composition root (`app/run.py`) hands the parts to the engine, the runtime and the HTTP server.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from jcp.model.failures import Backoff
@@ -21,10 +22,41 @@ DEFAULT_BACKOFF = 1.0
 DEFAULT_MIN_FREE = "15%"
 DEFAULT_DISK_POLL = 10.0
 DEFAULT_HTTP_ADDR = ":8080"
+DEFAULT_METRICS_ADDR = ""
+"""`--metrics-addr`: "" serves /status and /metrics on the probes' address (`--http-addr`)."""
 DEFAULT_START_JITTER = 10.0
 DEFAULT_LEDGER = Path("/var/lib/jcp/ledger.json")
 DEFAULT_UNTAINT_DEADLINE = 3600.0
 DEFAULT_PURGE_GRACE = 3600.0
+
+
+class RuntimeChoice(StrEnum):
+    """`--runtime`: which kind of runtime jcp warms."""
+
+    AUTO = "auto"
+    """Probe: the kubelet's endpoint, $DOCKER_HOST, then the usual sockets."""
+    DOCKER = "docker"
+    CRI = "cri"
+
+
+class Refresh(StrEnum):
+    """`--refresh`: how a present tag is refreshed."""
+
+    DIGEST = "digest"
+    """Compare the registry's digest with the runtime's; pull only when the tag moved."""
+    PULL = "pull"
+    """Ask the runtime to pull every sweep (the runtime checks the registry itself)."""
+    NEVER = "never"
+    """A present tag is never refreshed."""
+
+
+class Inspect(StrEnum):
+    """`--inspect`: which images to pull are first read at their registry (size, platforms)."""
+
+    AUTO = "auto"
+    """Every registry but Docker Hub (its manifest GETs count as pulls)."""
+    ALWAYS = "always"
+    NEVER = "never"
 
 
 @dataclass(frozen=True)
@@ -51,8 +83,7 @@ class Settings:
 
     config_dir: Path = DEFAULT_CONFIG_DIR
     docker_config_root: Path = DEFAULT_DOCKER_CONFIG_ROOT
-    runtime: str = "auto"
-    """`auto`, `docker` or `cri`."""
+    runtime: RuntimeChoice = RuntimeChoice.AUTO
     runtime_endpoint: str | None = None
     """unix:///path or tcp://host:port; None: probe (auto) or the runtime's usual socket."""
     arch: str | None = None
@@ -70,12 +101,8 @@ class Settings:
     outlast_runtime: bool = True
     """A pull cut off because the runtime went away waits for it and goes again, without
     spending an attempt (`jcp run`); `jcp once` counts it as a failure instead."""
-    refresh: str = "digest"
-    """How a present tag is refreshed: `digest` (one HEAD; pull only if the tag moved), `pull`
-    (ask the runtime every sweep), `never`."""
-    inspect: str = "auto"
-    """Which images to pull are first inspected at their registry (size, platforms): `auto`
-    (all but Docker Hub's, whose manifest GETs count as pulls), `always`, `never`."""
+    refresh: Refresh = Refresh.DIGEST
+    inspect: Inspect = Inspect.AUTO
     insecure_registries: tuple[str, ...] = ()
     """Registry hosts asked over plain HTTP (loopback hosts always are)."""
     rate_limit_pause: float = 60.0
@@ -106,3 +133,21 @@ class NodeSettings:
     @property
     def uses_api(self) -> bool:
         return self.label is not None or self.untaint is not None
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds on `jcp run`'s HTTP server: what any client may cost the one event loop that
+    also runs the pulls (`jcp/observe/http_limits.py` says why each exists)."""
+
+    max_connections: int = 100
+    """Open connections per listener; one more is answered 503 and closed unread."""
+    idle_timeout: float = 5.0
+    """Seconds a connection may sit idle, or take to send a request's headers."""
+    data_rate: float = 20.0
+    """/status and /metrics answers a second, all clients together; more wait their turn."""
+    data_waiting: int = 80
+    """/status and /metrics requests waiting at once; beyond, 503 (the probes keep the rest)."""
+    render_age: float = 1.0
+    """Seconds a rendered /status or /metrics body is served again before it is rebuilt (longer
+    when rendering is slow: at most a tenth of the time goes to rendering)."""

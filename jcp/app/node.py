@@ -7,6 +7,7 @@ it knows the concrete runtime, to pin through containerd's own API on a CRI sock
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jcp.engine.events import Events
@@ -14,62 +15,26 @@ from jcp.engine.scheduler import Scheduler
 from jcp.settings import NodeSettings
 
 if TYPE_CHECKING:
+    from jcp.kube.api import NodeApi
     from jcp.observe.metrics import Metrics
 
 
-def node_lifecycle(
-    scheduler: Scheduler,
-    node: NodeSettings,
-    sinks: list[Events],
-    extra: list[tuple[str, Coroutine[Any, Any, None]]],
-    closers: list[Callable[[], Awaitable[None]]],
-    *,
-    metrics: Metrics | None,
-) -> None:
+@dataclass
+class NodeParts:
+    """What the node lifecycle adds to a run: event sinks, forever-tasks, and closers."""
+
+    sinks: list[Events] = field(default_factory=list)
+    tasks: list[tuple[str, Coroutine[Any, Any, None]]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def node_lifecycle(scheduler: Scheduler, node: NodeSettings, metrics: Metrics | None) -> NodeParts:
     """The warm signal, pinning and the purge ledger, when asked for (off by default)."""
+    parts = NodeParts()
     if node.uses_api:
-        from jcp.kube.api import KubeError, NodeApi  # noqa: PLC0415
-        from jcp.kube.node_signal import NodeSignal  # noqa: PLC0415
-        from jcp.lifecycle.warm import signal_warmth  # noqa: PLC0415 - kubernetes_asyncio is heavy
-
-        url, token_file = node.kube_api, node.kube_token_file
-
-        def api() -> NodeApi:
-            if url is None:
-                return NodeApi.in_cluster()
-            try:
-                token = token_file.read_text().strip() if token_file is not None else None
-            except OSError as exc:
-                raise KubeError(None, f"cannot read {token_file}: {exc.strerror}") from None
-            return NodeApi.connect(url, token)
-
-        signal_ = NodeSignal(
-            node.node_name,
-            label=node.label,
-            untaint_key=node.untaint,
-            untaint_deadline=node.untaint_deadline,
-            api=api,
-        )
-        extra.append(("node signal", signal_warmth(scheduler.snapshot, signal_)))
-        closers.append(signal_.close)
+        _signal(scheduler, node, parts)
     if node.pin:
-        from jcp.lifecycle.pinning import Pinning  # noqa: PLC0415
-        from jcp.runtime.cri import CriRuntime  # noqa: PLC0415
-
-        setter = None
-        if isinstance(scheduler.runtime, CriRuntime):  # containerd's API on the same socket
-            from jcp.runtime.pins import ContainerdPins  # noqa: PLC0415
-
-            setter = ContainerdPins(scheduler.runtime.endpoint)
-            closers.append(setter.close)
-        pins = Pinning(
-            scheduler.runtime,
-            scheduler.snapshot,
-            setter,
-            on_counts=metrics.pinned if metrics is not None else None,
-        )
-        sinks.append(pins)
-        extra.append(("pinning", pins.run()))
+        _pins(scheduler, metrics, parts)
     if node.purge or node.ledger.parent.is_dir():
         from jcp.lifecycle.ledger import Ledger  # noqa: PLC0415
         from jcp.lifecycle.purge import Purger  # noqa: PLC0415
@@ -77,10 +42,64 @@ def node_lifecycle(
         purger = Purger(
             scheduler.runtime,
             Ledger.load(node.ledger),
-            lambda: scheduler.config,
+            lambda: scheduler.snapshot().config.config,  # the read model, as every follower
             grace=node.purge_grace,
             dry_run=node.purge_dry_run,
             enabled=node.purge,
         )
-        sinks.append(purger)
-        extra.append(("purger", purger.run()))
+        parts.sinks.append(purger)
+        parts.tasks.append(("purger", purger.run()))
+    return parts
+
+
+def node_api(node: NodeSettings) -> Callable[[], NodeApi]:
+    """How to reach the API: in-cluster, or an explicit URL and token file (tests, outside)."""
+    from jcp.kube.api import KubeError, NodeApi  # noqa: PLC0415 - kubernetes_asyncio is heavy
+
+    url, token_file = node.kube_api, node.kube_token_file
+
+    def api() -> NodeApi:
+        if url is None:
+            return NodeApi.in_cluster()
+        try:
+            token = token_file.read_text().strip() if token_file is not None else None
+        except OSError as exc:
+            raise KubeError(None, f"cannot read {token_file}: {exc.strerror}") from None
+        return NodeApi.connect(url, token)
+
+    return api
+
+
+def _signal(scheduler: Scheduler, node: NodeSettings, parts: NodeParts) -> None:
+    from jcp.kube.node_signal import NodeSignal  # noqa: PLC0415
+    from jcp.lifecycle.warm import signal_warmth  # noqa: PLC0415
+
+    signal_ = NodeSignal(
+        node.node_name,
+        label=node.label,
+        untaint_key=node.untaint,
+        untaint_deadline=node.untaint_deadline,
+        api=node_api(node),
+    )
+    parts.tasks.append(("node signal", signal_warmth(scheduler.snapshot, signal_)))
+    parts.closers.append(signal_.close)
+
+
+def _pins(scheduler: Scheduler, metrics: Metrics | None, parts: NodeParts) -> None:
+    from jcp.lifecycle.pinning import Pinning  # noqa: PLC0415
+    from jcp.runtime.cri import CriRuntime  # noqa: PLC0415
+
+    setter = None
+    if isinstance(scheduler.runtime, CriRuntime):  # containerd's API on the same socket
+        from jcp.runtime.pins import ContainerdPins  # noqa: PLC0415
+
+        setter = ContainerdPins(scheduler.runtime.endpoint)
+        parts.closers.append(setter.close)
+    pins = Pinning(
+        scheduler.runtime,
+        scheduler.snapshot,
+        setter,
+        on_counts=metrics.pinned if metrics is not None else None,
+    )
+    parts.sinks.append(pins)
+    parts.tasks.append(("pinning", pins.run()))

@@ -3,7 +3,9 @@ process lifecycle of `jcp run` and `jcp once`.
 
 SIGTERM and SIGINT only set one stop event; this module turns it into cancellation of the
 whole task group, which cancels every pull (the runtime then abandons them). SIGHUP re-reads
-the config and the secrets (the daemon convention) instead of killing the agent.
+the config and the secrets (the daemon convention) instead of killing the agent. The signal
+handlers and (for `jcp run`) the HTTP server are up from the first second, before any runtime
+answers: a node whose runtime starts late keeps its pod, and /readyz says what it waits for.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,17 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jcp.engine import worker
-from jcp.engine.events import Events, Fanout
+from jcp.app.runtime import find_runtime
+from jcp.engine import readmodel
+from jcp.engine.events import Fanout
 from jcp.engine.runtime_link import RuntimeUnavailableError, UnknownArchError
 from jcp.engine.scheduler import Scheduler
+from jcp.engine.state import Snapshot
 from jcp.model.errors import JcpError
-from jcp.runtime.base import ImageRuntime
-from jcp.settings import DEFAULT_HTTP_ADDR, NodeSettings, Settings
+from jcp.settings import DEFAULT_HTTP_ADDR, Inspect, NodeSettings, Refresh, Settings
 
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from jcp.observe.metrics import Metrics
     from jcp.observe.progress import TerminalProgress
 
 # `jcp once` is often a one-shot job: the HTTP server, metrics and the watchers are imported
@@ -41,57 +44,41 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
+Task = tuple[str, Coroutine[Any, Any, None]]
+
 
 @dataclass(frozen=True)
 class RunOptions:
     """What `jcp run` adds around the scheduler."""
 
     http_addr: str | None = DEFAULT_HTTP_ADDR
+    metrics_addr: str | None = None
+    """Where /status and /metrics listen when not beside the probes (None: with them)."""
     start_jitter: float = 0.0
     host_root: Path | None = None
     node: NodeSettings = field(default_factory=NodeSettings)
 
 
-async def make_runtime(settings: Settings) -> tuple[ImageRuntime, str, str]:
-    """The runtime to warm, how logs name it, and why it was chosen."""
-    from jcp.runtime.docker import DockerRuntime, default_host  # noqa: PLC0415
+class _Agent:
+    """What the process holds: the engine once built, and what it waits for until then."""
 
-    if settings.runtime == "docker":  # explicit: no probing, the daemon may come up later
-        endpoint = settings.runtime_endpoint or default_host()
-        return DockerRuntime(endpoint), f"Docker daemon at {endpoint}", "--runtime docker"
-    from jcp.runtime.choose import choose  # noqa: PLC0415
+    def __init__(self) -> None:
+        self.scheduler: Scheduler | None = None
+        self.work: asyncio.Task[int] | None = None
+        self.waiting_for: str | None = None
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.tasks: list[Task] = []
 
-    runtime, why = await choose(
-        settings.runtime,
-        settings.runtime_endpoint,
-        kubelet_endpoint=os.environ.get("KUBELET_RUNTIME_ENDPOINT") or None,
-    )
-    if isinstance(runtime, DockerRuntime):
-        return runtime, f"Docker daemon at {runtime.endpoint}", why
-    return runtime, f"CRI runtime at {runtime.endpoint}", why
+    def snapshot(self) -> Snapshot:
+        if self.scheduler is None:
+            return readmodel.booting(self.waiting_for)
+        return self.scheduler.snapshot()
 
+    def alive(self) -> bool:
+        return self.work is None or not self.work.done()
 
-async def _find_runtime(
-    settings: Settings, stop: asyncio.Event, *, once: bool
-) -> tuple[ImageRuntime, str, str]:
-    """`jcp once` reports a missing runtime; `jcp run` waits for one to appear (a DaemonSet
-    that exits on a node whose runtime starts after it would crash-loop)."""
-    said = False
-    while True:
-        try:
-            return await make_runtime(settings)
-        except JcpError as exc:
-            if once:
-                raise
-            if not said:
-                log.error(f"ERROR: {exc}; probing again every 5s")
-                said = True
-        try:
-            async with asyncio.timeout(5):
-                await stop.wait()
-        except TimeoutError:
-            continue
-        raise asyncio.CancelledError
+    def waiting(self, why: str) -> None:
+        self.waiting_for = why
 
 
 async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -101,9 +88,7 @@ async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
     raise RuntimeError(f"{name} returned")
 
 
-async def _run_forever(
-    scheduler: Scheduler, options: RunOptions, extra: list[tuple[str, Coroutine[Any, Any, None]]]
-) -> int:
+async def _run_forever(scheduler: Scheduler, options: RunOptions, extra: list[Task]) -> int:
     from jcp.inputs.watch import SecretWatch, watch_dir  # noqa: PLC0415 - see the note on imports
 
     settings = scheduler.settings
@@ -113,30 +98,17 @@ async def _run_forever(
     async def reload() -> None:
         await scheduler.reload()
 
+    watchers: list[Task] = [
+        ("config watcher", watch_dir(settings.config_dir, reload, poll=settings.poll,
+                                     what="config directory")),
+        ("secret watcher", watch_dir(settings.docker_config_root, secrets.tick,
+                                     poll=settings.poll, what="secrets directory",
+                                     recursive=True)),
+    ]  # fmt: skip
+    pullers = [(f"puller {i}", c) for i, c in enumerate(scheduler.pullers())]
     async with asyncio.TaskGroup() as tg:
-        for name, coro in extra:
+        for name, coro in [*extra, *watchers, *pullers, ("sweeper", _sweeps(scheduler, options))]:
             tg.create_task(_forever(name, coro))
-        tg.create_task(
-            _forever(
-                "config watcher",
-                watch_dir(settings.config_dir, reload, poll=settings.poll, what="config directory"),
-            )
-        )
-        tg.create_task(
-            _forever(
-                "secret watcher",
-                watch_dir(
-                    settings.docker_config_root,
-                    secrets.tick,
-                    poll=settings.poll,
-                    what="secrets directory",
-                    recursive=True,
-                ),
-            )
-        )
-        for i in range(settings.concurrency):
-            tg.create_task(_forever(f"puller {i}", worker.work(scheduler)))
-        tg.create_task(_forever("sweeper", _sweeps(scheduler, options)))
     return EXIT_OK
 
 
@@ -166,16 +138,8 @@ async def _run_once(scheduler: Scheduler) -> int:
     except RuntimeUnavailableError as exc:
         log.error(f"ERROR: {exc}")
         return EXIT_FAILED
-    workers = [
-        asyncio.create_task(worker.work(scheduler)) for _ in range(scheduler.settings.concurrency)
-    ]
-    try:
+    async with scheduler.pulling():
         sweep = await scheduler.run_sweep()
-    finally:
-        scheduler.cancel_retries()
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
     return EXIT_FAILED if sweep.failed else EXIT_OK
 
 
@@ -190,6 +154,44 @@ def _domain_error(exc: BaseException) -> JcpError | None:
     return None
 
 
+async def _serve(options: RunOptions, agent: _Agent, metrics: Metrics) -> web.AppRunner | None:
+    """The probes, /metrics and /status, from the first second. Raises OSError (the address
+    cannot be bound), said by the caller."""
+    if not options.http_addr:
+        return None
+    from jcp.observe import http  # noqa: PLC0415 - see the note on imports above
+
+    host, port = http.parse_addr(options.http_addr)
+    data = http.parse_addr(options.metrics_addr) if options.metrics_addr else None
+    surface = http.make_app(agent.snapshot, metrics.render, alive=agent.alive)
+    runner = await http.serve(surface, host, port, data=data)
+    where = f"{options.http_addr}" + (
+        f", /metrics /status on {options.metrics_addr}" if data else ""
+    )
+    log.info(f"serving /healthz /readyz /metrics /status on {where}")
+    return runner
+
+
+def _build(
+    settings: Settings, found: tuple[Any, str, str], metrics: Metrics | None
+) -> tuple[Scheduler, list[Callable[[], Awaitable[None]]]]:
+    """The engine over the chosen runtime, with the registry client when it is asked (and
+    what to close at exit)."""
+    runtime, label, why = found
+    remote = None
+    if settings.refresh == Refresh.DIGEST or settings.inspect != Inspect.NEVER:
+        from jcp.registry.client import RegistryClient  # noqa: PLC0415
+
+        remote = RegistryClient(
+            insecure=settings.insecure_registries,
+            on_request=metrics.registry_request if metrics is not None else None,
+            on_limits=metrics.registry_limits if metrics is not None else None,
+        )
+    events = Fanout(*([metrics] if metrics is not None else []))
+    scheduler = Scheduler(settings, runtime, label=label, events=events, choice=why, remote=remote)
+    return scheduler, [remote.close] if remote is not None else []
+
+
 async def main(
     settings: Settings,
     *,
@@ -200,95 +202,106 @@ async def main(
     """Run until done (once) or until SIGTERM/SIGINT (run); returns the exit code."""
     options = options or RunOptions()
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, hup, agent = asyncio.Event(), asyncio.Event(), _Agent()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not once:  # SIGHUP never stops the agent, not even before a runtime answers
+        loop.add_signal_handler(signal.SIGHUP, hup.set)
+    side: list[asyncio.Task[Any]] = []
+    runner = None
     try:
-        runtime, label, why = await _find_runtime(settings, stop, once=once)
-    except JcpError as exc:
+        metrics = None
+        if not once:
+            from jcp.observe.metrics import Metrics  # noqa: PLC0415
+
+            metrics = Metrics()
+            try:
+                runner = await _serve(options, agent, metrics)
+            except OSError as exc:
+                log.error(f"ERROR: cannot listen on {options.http_addr}: {exc.strerror}")
+                return EXIT_CONFIG
+        found = await _until_stopped(find_runtime(settings, once=once, waiting=agent.waiting), stop)
+        if found is None:  # stopped while waiting for a runtime to appear
+            return EXIT_FAILED if once else EXIT_OK
+        run = _Run(settings, options, once, display, stop, hup)
+        return await _drive(run, found, metrics, agent, side)
+    except JcpError as exc:  # no runtime (`jcp once`)
         log.error(f"ERROR: {exc}")
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         return EXIT_FAILED
-    except asyncio.CancelledError:  # stopped while waiting for a runtime to appear
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        return EXIT_FAILED if once else EXIT_OK
-    log.info(f"runtime: {label} ({why})", extra={"fields": {"event": "runtime_chosen"}})
-    sinks: list[Events] = []
-    metrics = None
-    if not once:
-        from jcp.observe import http  # noqa: PLC0415 - see the note on imports above
-        from jcp.observe.metrics import Metrics  # noqa: PLC0415
+    finally:
+        await _cleanup(loop, agent, side, runner)
 
-        metrics = Metrics()
-        sinks.append(metrics)
-    extra: list[tuple[str, Coroutine[Any, Any, None]]] = []
-    closers: list[Callable[[], Awaitable[None]]] = []
-    remote = None
-    if settings.refresh == "digest" or settings.inspect != "never":
-        from jcp.registry.client import RegistryClient  # noqa: PLC0415
 
-        remote = RegistryClient(
-            insecure=settings.insecure_registries,
-            on_request=metrics.registry_request if metrics is not None else None,
-            on_limits=metrics.registry_limits if metrics is not None else None,
-        )
-        closers.append(remote.close)
-    scheduler = Scheduler(
-        settings, runtime, label=label, events=Fanout(*sinks), choice=why, remote=remote
-    )
+async def _until_stopped(coro: Coroutine[Any, Any, Any], stop: asyncio.Event) -> Any:  # noqa: ANN401
+    """CORO's result, or None if STOP came first (CORO is then cancelled)."""
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What main() was asked to do, handed on whole."""
+
+    settings: Settings
+    options: RunOptions
+    once: bool
+    display: TerminalProgress | None
+    stop: asyncio.Event
+    hup: asyncio.Event
+
+
+async def _drive(
+    run: _Run,
+    found: tuple[Any, str, str],
+    metrics: Metrics | None,
+    agent: _Agent,
+    side: list[asyncio.Task[Any]],
+) -> int:
+    """Build the engine over the runtime found, run it, and turn its end into an exit code."""
+    once, options, display = run.once, run.options, run.display
+    log.info(f"runtime: {found[1]} ({found[2]})", extra={"fields": {"event": "runtime_chosen"}})
+    scheduler, closers = _build(run.settings, found, metrics)
+    agent.closers.extend(closers)
     if not once:
         from jcp.app.node import node_lifecycle  # noqa: PLC0415
 
-        node_lifecycle(scheduler, options.node, sinks, extra, closers, metrics=metrics)
-        scheduler.events = Fanout(*sinks)
-    hup = asyncio.Event()
-    if not once:
-        loop.add_signal_handler(signal.SIGHUP, hup.set)
+        parts = node_lifecycle(scheduler, options.node, metrics)
+        for sink in parts.sinks:
+            scheduler.events.add(sink)
+        agent.tasks, agent.closers = parts.tasks, [*agent.closers, *parts.closers]
+    agent.scheduler = scheduler
     work = asyncio.create_task(
-        _run_once(scheduler) if once else _run_forever(scheduler, options, extra)
+        _run_once(scheduler) if once else _run_forever(scheduler, options, agent.tasks)
     )
-    side: list[asyncio.Task[Any]] = [asyncio.create_task(_on_hup(scheduler, hup))]
+    agent.work = work
+    side.append(asyncio.create_task(_on_hup(scheduler, run.hup)))
     if display is not None:
         side.append(asyncio.create_task(display.run(scheduler.snapshot)))
-    runner = None
-    if metrics is not None and options.http_addr:
-        host, port = http.parse_addr(options.http_addr)
-        app = http.make_app(scheduler.snapshot, metrics.render, alive=lambda: not work.done())
-        try:
-            runner = await http.serve(app, host, port)
-        except OSError as exc:
-            log.error(f"ERROR: cannot listen on {options.http_addr}: {exc.strerror}")
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            await _cleanup(loop, scheduler, side, runner)
-            return EXIT_CONFIG
-        log.info(f"serving /healthz /readyz /metrics /status on {options.http_addr}")
-    stopper = asyncio.create_task(stop.wait())
+    stopper = asyncio.create_task(run.stop.wait())
     side.append(stopper)
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            try:
-                return work.result()
-            except (JcpError, ExceptionGroup) as exc:
-                known = _domain_error(exc)
-                if known is None:
-                    raise
-                log.error(f"ERROR: {known}")
-                return EXIT_CONFIG if isinstance(known, UnknownArchError) else EXIT_FAILED
+    await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if not work.done():
         log.info("stop signal received: cancelling pulls in flight and exiting")
         work.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await work
         return EXIT_FAILED if once else EXIT_OK
-    finally:
-        await _cleanup(loop, scheduler, side, runner)
-        for close in closers:
-            await close()
-        for _, coro in extra:
-            coro.close()  # never started when the work ended early
+    try:
+        return work.result()
+    except (JcpError, ExceptionGroup) as exc:
+        known = _domain_error(exc)
+        if known is None:
+            raise
+        log.error(f"ERROR: {known}")
+        return EXIT_CONFIG if isinstance(known, UnknownArchError) else EXIT_FAILED
 
 
 async def _on_hup(scheduler: Scheduler, hup: asyncio.Event) -> None:
@@ -302,11 +315,13 @@ async def _on_hup(scheduler: Scheduler, hup: asyncio.Event) -> None:
 
 async def _cleanup(
     loop: asyncio.AbstractEventLoop,
-    scheduler: Scheduler,
+    agent: _Agent,
     side: list[asyncio.Task[Any]],
     runner: web.AppRunner | None,
 ) -> None:
-    scheduler.cancel_retries()
+    scheduler = agent.scheduler
+    if scheduler is not None:
+        scheduler.cancel_retries()
     for task in side:
         task.cancel()
     await asyncio.gather(*side, return_exceptions=True)
@@ -314,4 +329,9 @@ async def _cleanup(
         await runner.cleanup()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(sig)
-    await scheduler.runtime.close()
+    if scheduler is not None:
+        await scheduler.runtime.close()
+    for close in agent.closers:
+        await close()
+    for _, coro in agent.tasks:
+        coro.close()  # never started when the work ended early

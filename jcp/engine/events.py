@@ -44,7 +44,11 @@ class Fanout(Events):
     """Several event sinks as one."""
 
     def __init__(self, *sinks: Events) -> None:
-        self.sinks = sinks
+        self.sinks = list(sinks)
+
+    def add(self, sink: Events) -> None:
+        """One more sink (the node lifecycle's followers join after the engine is built)."""
+        self.sinks.append(sink)
 
     def config_loaded(self, *, ok: bool) -> None:
         for s in self.sinks:

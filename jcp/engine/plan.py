@@ -12,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from jcp.model.config import Target, TargetKey
+from jcp.model.config import Target
 from jcp.model.refs import ImageRef
 from jcp.runtime.base import ImageStatus
+from jcp.settings import Refresh
 
-TAG_MOVED = "tag moved"
+__all__ = ["TAG_MOVED", "Action", "Decision", "Observed", "Refresh", "Why", "decide"]
 
 
 class Action(StrEnum):
@@ -24,15 +25,24 @@ class Action(StrEnum):
     SKIP = "skip"
 
 
-class Refresh(StrEnum):
-    """How a present tag is refreshed (`--refresh`)."""
+class Why(StrEnum):
+    """Why the plan decided as it did: in the pull's log line, and what the worker acts on."""
 
-    DIGEST = "digest"
-    """Compare the registry's digest with the runtime's; pull only when the tag moved."""
-    PULL = "pull"
-    """Ask the runtime to pull every sweep (the runtime checks the registry itself)."""
-    NEVER = "never"
-    """A present tag is never refreshed."""
+    UNKNOWN = "runtime's images unknown"
+    ABSENT = "absent"
+    PINNED = "present, pinned by digest"
+    NEVER = "present (--refresh never)"
+    RUNTIME_CHECKS = "present; the runtime checks the registry"
+    UNCHANGED = "present, remote digest unchanged"
+    TAG_MOVED = "tag moved"
+
+    @property
+    def sizes(self) -> bool:
+        """Whether the image is to be fetched anew, so its manifest is worth reading first."""
+        return self in (Why.ABSENT, Why.TAG_MOVED)
+
+
+TAG_MOVED = Why.TAG_MOVED
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class Observed:
 class Decision:
     target: Target
     action: Action
-    why: str
+    why: Why
 
 
 def decide(
@@ -88,25 +98,15 @@ def decide(
 ) -> Decision:
     image = target.image
     if observed is None:
-        return Decision(target, Action.PULL, "runtime's images unknown")
+        return Decision(target, Action.PULL, Why.UNKNOWN)
     if not observed.holds(image):
-        return Decision(target, Action.PULL, "absent")
+        return Decision(target, Action.PULL, Why.ABSENT)
     if image.pinned:
-        return Decision(target, Action.SKIP, "present, pinned by digest")
+        return Decision(target, Action.SKIP, Why.PINNED)
     if refresh == Refresh.NEVER:
-        return Decision(target, Action.SKIP, "present (--refresh never)")
+        return Decision(target, Action.SKIP, Why.NEVER)
     if refresh == Refresh.PULL or remote_digest is None:
-        return Decision(target, Action.PULL, "present; the runtime checks the registry")
+        return Decision(target, Action.PULL, Why.RUNTIME_CHECKS)
     if remote_digest in observed.digests_of(image):
-        return Decision(target, Action.SKIP, "present, remote digest unchanged")
-    return Decision(target, Action.PULL, TAG_MOVED)
-
-
-def plan(
-    targets: Iterable[Target],
-    observed: Observed | None,
-    remote: Mapping[TargetKey, str] | None = None,
-    refresh: Refresh = Refresh.PULL,
-) -> list[Decision]:
-    remote = remote or {}
-    return [decide(t, observed, remote.get(t.key), refresh) for t in targets]
+        return Decision(target, Action.SKIP, Why.UNCHANGED)
+    return Decision(target, Action.PULL, Why.TAG_MOVED)

@@ -1,42 +1,112 @@
-"""Building the read model from the engine's live state: the one place that reads it."""
+"""The read model: one Snapshot, rebuilt only when the live state changed, never per read.
+
+Every mutation of an image's or a sweep's state bumps the engine's `Revision`; everything else
+an observer sees (the config generation, the disk reading, the runtime link, the current sweep)
+is compared by identity in an O(1) key. A read with an unchanged key gets the very same
+Snapshot object, so readers may cache what they render from it by identity; a Snapshot is
+also rebuilt after MAX_AGE, so its `taken` clock (which /healthz measures silence against)
+never lags by more than that.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
-from jcp.engine.state import ConfigView, DiskView, Snapshot, image_view
+from jcp.engine.configs import ConfigSource
+from jcp.engine.disk import DiskGuard
+from jcp.engine.runtime_link import RuntimeLink
+from jcp.engine.state import ConfigView, DiskView, ImageState, Snapshot
+from jcp.engine.sweeps import Sweeps
+from jcp.runtime.base import FsUsage
 
-if TYPE_CHECKING:
-    from jcp.engine.scheduler import Scheduler
+MAX_AGE = 1.0
+"""Seconds a Snapshot may be served while nothing changes."""
 
 
-def build(s: Scheduler) -> Snapshot:
-    config = s.source.config
-    reading = s.disk.reading
+class ReadModel:
+    def __init__(self, build: Callable[[], Snapshot], *, max_age: float = MAX_AGE) -> None:
+        self._build = build
+        self._max_age = max_age
+        self._key: tuple[object, ...] | None = None
+        self._snap: Snapshot | None = None
+        self.builds = 0
+        """How many Snapshots were built (the cost the cache saves is visible in tests)."""
+
+    def get(self, key: tuple[object, ...]) -> Snapshot:
+        snap = self._snap
+        if snap is None or key != self._key or time.monotonic() - snap.taken > self._max_age:
+            snap = self._snap = self._build()
+            self._key = key
+            self.builds += 1
+        return snap
+
+
+def build(
+    *,
+    source: ConfigSource,
+    link: RuntimeLink,
+    disk: DiskGuard,
+    sweeps: Sweeps,
+    states: Iterable[ImageState],
+    node_arch: str | None,
+    image_fs: FsUsage | None,
+    last_progress: float,
+    stall_timeout: float,
+    choice: str | None,
+) -> Snapshot:
+    """The Snapshot of those parts; each image's view is cached by its state until it changes,
+    so a rebuild at 1000 images copies 1000 pointers."""
+    config = source.config
+    reading = disk.reading
     return Snapshot(
         taken=time.monotonic(),
         config=ConfigView(
-            generation=s.source.generation,
+            generation=source.generation,
             digest=config.digest[:12] if config else None,
             entries=len(config.entries) if config else 0,
             interval=config.interval if config else None,
-            last_reload_ok=s.source.last_error is None,
-            last_error=s.source.last_error,
+            last_reload_ok=source.last_error is None,
+            last_error=source.last_error,
+            config=config,
         ),
-        loaded=s.source.generation > 0 or s.source.last_error is not None,
-        node_arch=s.node_arch,
-        runtime_endpoint=s.runtime.endpoint,
-        runtime=s.info,
-        runtime_reachable=s.reachable,
-        runtime_choice=s.choice,
+        loaded=source.generation > 0 or source.last_error is not None,
+        node_arch=node_arch,
+        runtime_endpoint=link.runtime.endpoint,
+        runtime=link.info,
+        runtime_reachable=link.reachable,
+        runtime_choice=choice,
         disk=None
         if reading is None
-        else DiskView(reading.path, reading.free, reading.total, reading.required, s.disk.active),
-        image_fs=s.image_fs,
-        sweep=s.sweep.view() if s.sweep is not None else None,
-        last_full_sweep=s.last_full_sweep.view() if s.last_full_sweep is not None else None,
-        last_progress=s.last_progress,
-        stall_timeout=s.settings.stall_timeout,
-        images=tuple(image_view(st) for st in s.states.values()),
+        else DiskView(reading.path, reading.free, reading.total, reading.required, disk.active),
+        image_fs=image_fs,
+        sweep=sweeps.current.view() if sweeps.current is not None else None,
+        last_full_sweep=sweeps.last_full.view() if sweeps.last_full is not None else None,
+        last_progress=last_progress,
+        stall_timeout=stall_timeout,
+        images=tuple(s.view() for s in states),
+    )
+
+
+def booting(waiting_for: str | None) -> Snapshot:
+    """The Snapshot before the engine exists: probes answer from the first second, and
+    /readyz says what the agent waits for (a runtime that has not answered yet)."""
+    now = time.monotonic()
+    return Snapshot(
+        taken=now,
+        config=ConfigView(0, None, 0, None, last_reload_ok=True, last_error=None),
+        loaded=False,
+        node_arch=None,
+        runtime_endpoint="",
+        runtime=None,
+        runtime_reachable=False,
+        runtime_choice=None,
+        disk=None,
+        image_fs=None,
+        sweep=None,
+        last_full_sweep=None,
+        last_progress=now,
+        stall_timeout=0.0,
+        images=(),
+        waiting_for=waiting_for or "looking for a container runtime",
     )

@@ -11,8 +11,9 @@ import logging
 import time
 
 from jcp.engine.state import Sweep
-from jcp.model.config import Target
+from jcp.model.config import Config, Selection, Target, TargetKey
 from jcp.model.failures import Failure
+from jcp.model.refs import ImageRef
 from jcp.model.results import Outcome, PullResult
 
 log = logging.getLogger("jcp.engine")
@@ -107,4 +108,44 @@ def sweep_finished(sweep: Sweep) -> None:
                 "seconds": round((sweep.ended or time.monotonic()) - sweep.started, 3),
             }
         },
+    )
+
+
+def config_loaded(
+    generation: int,
+    *,
+    config: Config,
+    old: Config | None,
+    arch: str,
+    selection: Selection,
+    added: int,
+    removed: list[TargetKey],
+) -> None:
+    notes = ""
+    if old is not None and old.interval != config.interval:
+        notes = f", interval {old.interval:g}s -> {config.interval:g}s"
+    delta = f"; +{added} -{len(removed)}" if old is not None else ""
+    log.info(
+        f"config generation {generation} loaded: {len(selection.targets)} "
+        f"images for {arch}, {len(selection.skipped)} skipped{delta}{notes}",
+        extra={
+            "fields": {
+                "event": "config_loaded",
+                "generation": generation,
+                "digest": config.digest[:12],
+                "added": added,
+                "removed": len(removed),
+                "interval": config.interval,
+            }
+        },
+    )
+
+
+def evicted(image: ImageRef, since: float, now: float) -> None:
+    """An image jcp had cached is gone: the kubelet's image GC (or a person) removed it.
+    Said, and counted, so that operators see a GC fight instead of guessing."""
+    log.warning(
+        f"evicted: {image} was cached for {now - since:.0f}s and is gone from the runtime "
+        "(kubelet image GC?); pulling it again",
+        extra={"fields": {"event": "image_evicted", "image": str(image), "cached_since": since}},
     )

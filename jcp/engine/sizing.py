@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
-from enum import StrEnum
-from pathlib import Path
+from collections.abc import Collection, Iterable, Mapping
 
+from jcp.engine.credentials import Credentials
+from jcp.engine.gate import RegistryGate
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote, RemoteError
-from jcp.inputs import secrets
 from jcp.model.config import Target, TargetKey
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import Failure, Reason
 from jcp.model.manifests import RemoteImage
 from jcp.model.refs import DOCKER_HUB
+from jcp.settings import Inspect
 
 log = logging.getLogger(__name__)
 
@@ -44,58 +44,20 @@ Found = RemoteImage | Failure | None
 """What inspection tells: the image's size, a permanent failure (platform), or nothing."""
 
 
-class Inspect(StrEnum):
-    AUTO = "auto"
-    """Every registry but Docker Hub (its manifest GETs count as pulls)."""
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-async def credentials(root: Path, target: Target) -> tuple[RegistryAuth | None, str]:
-    """Credentials for a private target, and a fingerprint of the entry and its secret."""
-    fingerprint = repr(target.key)
-    if not target.entry.private:
-        return None, fingerprint
-    auth, secret_fingerprint = await secrets.resolve(root, target.entry.secret, target.registry)
-    return auth, fingerprint + secret_fingerprint
-
-
-def fall_back(no_remote: dict[str, str], registry: str, why: str) -> None:
-    """Stop asking REGISTRY (said once): its images go through the runtime's own pull."""
-    if registry in no_remote:
-        return
-    no_remote[registry] = why
-    log.warning(
-        f"registry {registry} cannot be asked for digests ({why}); its images are refreshed "
-        "through the runtime's own pull",
-        extra={"fields": {"event": "remote_fallback", "registry": registry}},
-    )
-
-
 class Sizing:
     def __init__(
-        self,
-        remote: Remote | None,
-        mode: Inspect,
-        no_remote: dict[str, str],
-        paused: Mapping[str, float] | None = None,
-        on_rate_limited: Callable[[str, Failure], None] | None = None,
+        self, remote: Remote | None, mode: Inspect, gate: RegistryGate, creds: Credentials
     ) -> None:
         self.remote = remote
         self.mode = mode
-        self.no_remote = no_remote
-        self.paused = paused if paused is not None else {}
-        """Registry -> loop time until which it is left alone (it answered 429)."""
-        self.on_rate_limited = on_rate_limited
+        self.gate = gate
+        self.creds = creds
         self.known: dict[TargetKey, RemoteImage | Failure] = {}
         """This sweep's answers, by target (a tag may move between sweeps)."""
 
     def asks(self, target: Target) -> bool:
         remote, registry = self.remote, target.registry
-        if remote is None or self.mode == Inspect.NEVER or registry in self.no_remote:
-            return False
-        until = self.paused.get(registry)
-        if until is not None and until > _now():
+        if remote is None or self.mode == Inspect.NEVER or not self.gate.askable(registry):
             return False
         # A registry that meters pulls counts manifest GETs: do not double them (auto).
         return self.mode == Inspect.ALWAYS or not (
@@ -110,13 +72,13 @@ class Sizing:
             image = await self.remote.inspect(target.image, auth, arch)
         except RemoteError as exc:
             if exc.unreachable:
-                fall_back(self.no_remote, target.registry, exc.failure.message)
+                self.gate.fall_back(target.registry, exc.failure.message)
                 return None
             if exc.failure.reason == Reason.PLATFORM:
                 self.known[target.key] = exc.failure
                 return exc.failure
-            if exc.failure.reason == Reason.RATE_LIMITED and self.on_rate_limited is not None:
-                self.on_rate_limited(target.registry, exc.failure)
+            if exc.failure.reason == Reason.RATE_LIMITED:
+                self.gate.pause(target.registry, exc.failure)
             # Not found, auth, a manifest jcp cannot read: the runtime's pull says it best.
             log.debug(f"{target.image}: not inspected ({exc.failure.message})")
             return None
@@ -130,7 +92,6 @@ class Sizing:
         arch: str | None,
         *,
         skip: Collection[TargetKey],
-        secrets_root: Path,
     ) -> list[Target]:
         """TARGETS in the order a sweep should take them: the images to pull first, largest
         first (sized at their registries), then the present ones. A cold warm-up ends when its
@@ -142,27 +103,19 @@ class Sizing:
         if not absent:
             return targets
 
-        async def auth_for(target: Target) -> RegistryAuth | None:
-            return (await credentials(secrets_root, target))[0]
-
-        await self.presize(absent, arch, auth_for)
+        await self.presize(absent, arch)
         first = largest_first(absent, self.known)
         keys = {t.key for t in first}
         return first + [t for t in targets if t.key not in keys]
 
-    async def presize(
-        self,
-        targets: Iterable[Target],
-        arch: str,
-        auth_for: Callable[[Target], Awaitable[RegistryAuth | None]],
-    ) -> None:
+    async def presize(self, targets: Iterable[Target], arch: str) -> None:
         """Inspect TARGETS together (the remote bounds requests per registry), for at most
         PRESIZE_BUDGET seconds."""
         self.known.clear()
 
         async def one(target: Target) -> None:
             try:
-                auth = await auth_for(target)
+                auth = (await self.creds.of(target))[0]
             except Exception:
                 return
             await self.inspect(target, auth, arch)
@@ -186,10 +139,6 @@ class Sizing:
         for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 def largest_first(targets: list[Target], known: Mapping[TargetKey, object]) -> list[Target]:

@@ -1,9 +1,10 @@
 """Live state of sweeps and images (engine-private), and the read model published from it.
 
 The engine mutates `ImageState` and `Sweep`; everybody else (probes, /status, metrics, the
-progress display, the node signal) reads only a `Snapshot`: an immutable picture of the whole
-agent, built on demand and cached until something changes, so readers never reach into the
-scheduler and a scrape of 1000 images costs one O(n) build, not one per event.
+progress display, the node signal, purge, pins) reads only a `Snapshot`: an immutable picture
+of the whole agent. Every mutation bumps a shared `Revision`, so the Snapshot is rebuilt only
+when something changed (`readmodel.py`), never per read, and readers can cache what they render
+from it by its identity.
 """
 
 from __future__ import annotations
@@ -12,31 +13,78 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
-from jcp.model.config import Target, TargetKey
+from jcp.model.config import Config, Target, TargetKey
 from jcp.model.refs import ImageRef
 from jcp.model.results import Outcome, PullResult
 from jcp.runtime.base import FsUsage, PullProgress, RuntimeInfo
 
 
-@dataclass
+class Status(StrEnum):
+    """Where one selected image stands (also /status's `state`)."""
+
+    PENDING = "pending"
+    PULLING = "pulling"
+    RETRYING = "retrying"
+    CACHED = "cached"
+    FAILED = "failed"
+
+
+class SweepKind(StrEnum):
+    SWEEP = "sweep"
+    """A pass over every selected image."""
+    RELOAD = "reload"
+    """A pass over the images a reload (or a fixed secret) added."""
+
+
+class Revision:
+    """A counter every mutation of the live state bumps: the read model's cache key."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def bump(self) -> None:
+        self.n += 1
+
+
+@dataclass(eq=False)
 class ImageState:
-    """Live state of one selected image, kept across sweeps."""
+    """Live state of one selected image, kept across sweeps. Assigning any field bumps the
+    revision and drops the cached view, so the read model never misses a change."""
 
     target: Target
-    status: str = "pending"  # pending | pulling | retrying | cached | failed
+    rev: Revision = field(default_factory=Revision, repr=False)
+    status: Status = Status.PENDING
     progress: PullProgress | None = None
     last: PullResult | None = None
     next_retry: float | None = None  # wall-clock time
     cached_since: float | None = None
+    _view: ImageView | None = field(default=None, init=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # noqa: ANN401 - any field's value
+        object.__setattr__(self, name, value)
+        if name != "_view":
+            object.__setattr__(self, "_view", None)
+            rev = self.__dict__.get("rev")
+            if rev is not None:
+                rev.bump()
+
+    def view(self) -> ImageView:
+        if self._view is None:
+            self._view = image_view(self)
+        return self._view
 
 
-@dataclass
+@dataclass(eq=False)
 class Sweep:
-    """One pass over the selected images ("sweep"), or over the images a reload added ("reload")."""
+    """One pass over the selected images, or over the images a reload added."""
 
     number: int
-    kind: str
+    kind: SweepKind
     remaining: set[TargetKey]
     skipped: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -45,9 +93,16 @@ class Sweep:
     results: list[PullResult] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     recorded: set[ImageRef] = field(default_factory=set)
+    rev: Revision = field(default_factory=Revision, repr=False)
+    _view: SweepView | None = field(default=None, init=False, repr=False)
+
+    def _changed(self) -> None:
+        self._view = None
+        self.rev.bump()
 
     def add(self, key: TargetKey) -> None:
         self.remaining.add(key)
+        self._changed()
 
     def record(self, key: TargetKey, result: PullResult) -> bool:
         """Store RESULT; True when this was the last image of the sweep. An image that went
@@ -56,11 +111,13 @@ class Sweep:
             self.results = [r for r in self.results if r.image != result.image]
         self.recorded.add(result.image)
         self.results.append(result)
+        self._changed()
         return self.drop(key)
 
     def drop(self, key: TargetKey) -> bool:
         """Forget KEY (its image left the config); True when the sweep is now complete."""
         self.remaining.discard(key)
+        self._changed()
         if not self.remaining and not self.done.is_set():
             self.close()
             return True
@@ -68,6 +125,7 @@ class Sweep:
 
     def close(self) -> None:
         self.ended = time.monotonic()
+        self._changed()
         self.done.set()
 
     @property
@@ -90,6 +148,15 @@ class Sweep:
         )
 
     def view(self) -> SweepView:
+        """The sweep as observers see it; an ended sweep's view is built once (its summary is
+        O(n)), a running one's at each read model build (its duration moves)."""
+        if self.ended is None:
+            return self._build_view()
+        if self._view is None:
+            self._view = self._build_view()
+        return self._view
+
+    def _build_view(self) -> SweepView:
         return SweepView(
             number=self.number,
             kind=self.kind,
@@ -110,7 +177,7 @@ class Sweep:
 @dataclass(frozen=True)
 class SweepView:
     number: int
-    kind: str
+    kind: SweepKind
     remaining: int
     done: int
     failed: int
@@ -127,7 +194,7 @@ class ImageView:
     registry: str
     entry: int
     private: bool
-    state: str
+    state: Status
     progress: PullProgress | None
     last: PullResult | None
     next_retry: float | None
@@ -151,6 +218,8 @@ class ConfigView:
     interval: float | None
     last_reload_ok: bool
     last_error: str | None
+    config: Config | None = None
+    """The config in force, whole: purge reads every entry of it (any architecture)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +243,8 @@ class Snapshot:
     last_progress: float
     stall_timeout: float
     images: tuple[ImageView, ...]
+    waiting_for: str | None = None
+    """What the agent waits for before its engine can start (a runtime to answer)."""
 
     @property
     def disk_guard_active(self) -> bool:

@@ -14,55 +14,22 @@ show changes, never once per sweep: the API server and every watcher of nodes pa
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from jcp.kube.api import JSON_PATCH, STRATEGIC_MERGE_PATCH, JsonObject, KubeError, NodeApi
 from jcp.kube.keys import label_problem, state_annotation
+from jcp.kube.warm_state import LISTED, WarmState
+
+__all__ = ["NodeSignal", "WarmState"]
 
 log = logging.getLogger(__name__)
 
 NO_SCHEDULE = "NoSchedule"
-LISTED = 20
-"""Image references shown in the annotation and in log lines, before `(+N more)`."""
 RBAC_RULE = 'apiGroups: [""], resources: ["nodes"], verbs: ["get", "patch"]'
-
-
-@dataclass(frozen=True)
-class WarmState:
-    """What the node holds of the images selected for its architecture."""
-
-    generation: int
-    """The config generation these counts are for."""
-    selected: int
-    present: int
-    failed_permanent: tuple[str, ...] = ()
-    """Images that will not arrive without a config change (auth, not found, platform)."""
-    missing: tuple[str, ...] = ()
-    """Selected images neither present nor failed permanently (named in the deadline's log)."""
-
-    @property
-    def warm(self) -> bool:
-        """Every selected image is present or has failed permanently: waiting gains nothing."""
-        return self.present + len(self.failed_permanent) >= self.selected
-
-    def annotation(self) -> str:
-        return json.dumps(
-            {
-                "generation": self.generation,
-                "warm": self.warm,
-                "selected": self.selected,
-                "present": self.present,
-                "failed": list(self.failed_permanent[:LISTED]),
-                "failedCount": len(self.failed_permanent),
-            },
-            separators=(",", ":"),
-        )
 
 
 def _listing(images: tuple[str, ...]) -> str:

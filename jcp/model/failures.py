@@ -42,17 +42,10 @@ class Failure:
         return self.reason not in PERMANENT
 
 
-class StallError(JcpError):
-    """The daemon sent no progress for the stall timeout."""
-
-
-class PullTimeoutError(JcpError):
-    """The pull as a whole ran past --pull-timeout."""
-
-
 @dataclass(frozen=True)
 class Backoff:
-    """Jittered exponential backoff ("full jitter"), so 500 nodes do not retry in step."""
+    """Exponential backoff with *equal* jitter (half the ceiling fixed, half random), so 500
+    nodes do not retry in step and none retries at once."""
 
     base: float = 1.0
     cap: float = 30.0

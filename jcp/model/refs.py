@@ -99,6 +99,22 @@ def parse_reference(text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
     `default_registry` is used when the reference names no registry host; Docker's own rule
     is docker.io, and an entry without `arch` qualifies its `ref` with its `registry`.
     """
+    _check_text(text)
+    ref, digest, tag = _split_digest_and_tag(text)
+    registry, path = _split_host(text, ref, default_registry)
+    if registry == DOCKER_HUB and len(path) == 1:
+        path = ["library", *path]
+    repository = "/".join(path)
+    if len(registry) + 1 + len(repository) > _MAX_NAME:
+        raise InvalidReferenceError(
+            f"{text!r}: repository name is longer than {_MAX_NAME} characters"
+        )
+    if digest is None and tag is None:
+        tag = "latest"
+    return ImageRef(registry=registry, repository=repository, tag=tag, digest=digest)
+
+
+def _check_text(text: object) -> None:
     if not isinstance(text, str):
         raise InvalidReferenceError(f"expected a string, got {type(text).__name__}")
     ref = text.strip()
@@ -111,15 +127,15 @@ def parse_reference(text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
     if "://" in ref:
         raise InvalidReferenceError(f"{ref!r} has a URL scheme; write the registry host without it")
 
-    digest: str | None = None
+
+def _split_digest_and_tag(text: str) -> tuple[str, str | None, str | None]:
+    ref, digest, tag = text, None, None
     if "@" in ref:
         ref, digest = ref.split("@", 1)
         if not _DIGEST_RE.match(digest):
             raise InvalidReferenceError(
                 f"{text!r}: digest {digest!r} is not 'sha256:' followed by 64 lowercase hex digits"
             )
-
-    tag: str | None = None
     last_slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon > last_slash:
@@ -129,20 +145,22 @@ def parse_reference(text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
                 f"{text!r}: tag {tag!r} is invalid (letters, digits, '_', '.', '-'; "
                 "at most 128; not starting with '.' or '-')"
             )
-
     if not ref:
         raise InvalidReferenceError(f"{text!r} has no repository name")
+    return ref, digest, tag
+
+
+def _split_host(text: str, ref: str, default_registry: str) -> tuple[str, list[str]]:
+    """The registry host (normalised) and the repository's path components, checked."""
     parts = ref.split("/")
     if len(parts) > 1 and _looks_like_domain(parts[0]):
-        registry = parts[0]
-        path = parts[1:]
+        registry, path = parts[0], parts[1:]
         if not _DOMAIN_RE.match(registry):
             raise InvalidReferenceError(
                 f"{text!r}: registry host {registry!r} is not a valid host[:port]"
             )
     else:
-        registry = default_registry
-        path = parts
+        registry, path = default_registry, parts
     registry = normalise_host(registry)
     if ambiguous_host(registry):
         raise _ambiguous(text, registry)
@@ -152,13 +170,4 @@ def parse_reference(text: str, default_registry: str = DOCKER_HUB) -> ImageRef:
         if not _PATH_COMPONENT_RE.match(p):
             why = "uppercase letters are not allowed" if p != p.lower() else "invalid characters"
             raise InvalidReferenceError(f"{text!r}: repository component {p!r}: {why}")
-    if registry == DOCKER_HUB and len(path) == 1:
-        path = ["library", *path]
-    repository = "/".join(path)
-    if len(registry) + 1 + len(repository) > _MAX_NAME:
-        raise InvalidReferenceError(
-            f"{text!r}: repository name is longer than {_MAX_NAME} characters"
-        )
-    if digest is None and tag is None:
-        tag = "latest"
-    return ImageRef(registry=registry, repository=repository, tag=tag, digest=digest)
+    return registry, path

@@ -13,7 +13,6 @@ class Outcome(StrEnum):
     PULLED = "pulled"
     UP_TO_DATE = "up_to_date"
     FAILED = "failed"
-    SKIPPED = "skipped"
     CANCELLED = "cancelled"
     """The image left the config (or changed reference) while its pull was in flight."""
 

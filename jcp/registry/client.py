@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Callable, Collection
 
 import aiohttp
@@ -62,7 +61,6 @@ class RegistryClient:
         self.per_registry = per_registry
         self.on_request = on_request
         self.on_limits = on_limits
-        self.requests: Counter[tuple[str, str, str]] = Counter()
         self.rate_limits: dict[str, dict[str, str]] = {}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -84,7 +82,6 @@ class RegistryClient:
         return session
 
     def _count(self, host: str, kind: str, result: str) -> None:
-        self.requests[(host, kind, result)] += 1
         if self.on_request is not None:
             self.on_request(host, kind, result)
 

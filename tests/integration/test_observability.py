@@ -284,7 +284,7 @@ def test_healthz_reports_a_wedged_sweep(tmp_path: Path) -> None:
     so this checks that decision on snapshots whose progress clock is set back."""
     import dataclasses  # noqa: PLC0415
 
-    from jcp.engine.state import ConfigView, DiskView, Snapshot, SweepView  # noqa: PLC0415
+    from jcp.engine.state import ConfigView, DiskView, Snapshot, SweepKind, SweepView  # noqa: PLC0415
     from jcp.observe.http import health  # noqa: PLC0415
 
     idle = Snapshot(
@@ -306,7 +306,7 @@ def test_healthz_reports_a_wedged_sweep(tmp_path: Path) -> None:
     )
     assert health(idle, alive=True) == (True, "ok")
     assert health(idle, alive=False) == (False, "scheduler task has stopped")
-    sweep = SweepView(7, "sweep", 1, 0, 0, 0, 0.0, 0.0, None, "")
+    sweep = SweepView(7, SweepKind.SWEEP, 1, 0, 0, 0, 0.0, 0.0, None, "")
     busy = dataclasses.replace(idle, sweep=sweep, last_progress=1000.0 - 79)
     assert health(busy, alive=True)[0] is True  # limit is 2 * stall_timeout + 60 = 80 s
     wedged = dataclasses.replace(busy, last_progress=1000.0 - 81)

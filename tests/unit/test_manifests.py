@@ -4,10 +4,13 @@ compressed size, and what is refused; and the order a sweep pulls in."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from jcp.engine.sizing import Inspect, Sizing, largest_first
+from jcp.engine.credentials import Credentials
+from jcp.engine.gate import RegistryGate
+from jcp.engine.sizing import Sizing, largest_first
 from jcp.model.config import Target, build_config, decode_files
 from jcp.model.failures import Failure, Reason
 from jcp.model.manifests import (
@@ -21,6 +24,7 @@ from jcp.model.manifests import (
     RemoteImage,
     parse,
 )
+from jcp.settings import Inspect
 
 
 def _list(*platforms: dict[str, str], media: str = DOCKER_LIST) -> bytes:
@@ -156,5 +160,7 @@ def test_which_registries_are_inspected(mode: Inspect, registry: str, asked: boo
         def metered(self, registry: str) -> bool:
             return registry == "metered.example"
 
-    sizing = Sizing(Remote(), mode, {"fallen.example": "refused"})  # type: ignore[arg-type]
+    gate = RegistryGate(60.0)
+    gate.fall_back("fallen.example", "refused")
+    sizing = Sizing(Remote(), mode, gate, Credentials(Path("/nonexistent")))  # type: ignore[arg-type]
     assert sizing.asks(target) is asked

@@ -7,10 +7,12 @@ is tested, not assumed.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
-from jcp.engine.plan import TAG_MOVED, Action, Observed, Refresh, decide, plan
-from jcp.model.config import ImageEntry, Target
+from jcp.engine.plan import TAG_MOVED, Action, Decision, Observed, Refresh, decide
+from jcp.model.config import ImageEntry, Target, TargetKey
 from jcp.model.refs import parse_reference
 from jcp.runtime.base import ImageStatus
 
@@ -40,8 +42,31 @@ def image(*names: str) -> ImageStatus:
     )
 
 
+def plan(
+    targets: list[Target],
+    seen: Observed | None,
+    remote: dict[TargetKey, str] | None = None,
+    refresh: Refresh = Refresh.PULL,
+) -> list[Decision]:
+    """One decision per target, in order: how the worker applies `decide` over a sweep."""
+    remote = remote or {}
+    return [decide(t, seen, remote.get(t.key), refresh) for t in targets]
+
+
 def observed(*images: ImageStatus) -> Observed:
     return Observed.from_images(images)
+
+
+class Row(NamedTuple):
+    """One rule of the plan: what the runtime holds, what the registry says, the decision."""
+
+    name: str
+    ref: str
+    seen: Observed | None
+    remote: str | None
+    refresh: Refresh
+    action: Action
+    why: str
 
 
 # A Docker daemon holding ubuntu:22.04 at D1, written as `docker image inspect` writes it.
@@ -49,129 +74,145 @@ DOCKER_UBUNTU = observed(image("ubuntu:22.04", f"ubuntu@{D1}"))
 NOTHING = observed()
 
 
-ROWS: list[tuple[str, str, Observed | None, str | None, Refresh, Action, str]] = [
+ROWS: list[Row] = [
     # -- what the runtime holds is unknown or lacks the image: pull -----------------------
-    (
-        "runtime list unknown: pull",
-        UBUNTU,
-        None,
-        None,
-        Refresh.NEVER,
-        Action.PULL,
-        "runtime's images unknown",
+    Row(
+        name="runtime list unknown: pull",
+        ref=UBUNTU,
+        seen=None,
+        remote=None,
+        refresh=Refresh.NEVER,
+        action=Action.PULL,
+        why="runtime's images unknown",
     ),
-    ("absent: pull", UBUNTU, NOTHING, None, Refresh.DIGEST, Action.PULL, "absent"),
-    ("absent, refresh never: pull", UBUNTU, NOTHING, D1, Refresh.NEVER, Action.PULL, "absent"),
-    (
-        "absent, remote digest known: pull",
-        UBUNTU,
-        NOTHING,
-        D1,
-        Refresh.DIGEST,
-        Action.PULL,
-        "absent",
+    Row(
+        name="absent: pull",
+        ref=UBUNTU,
+        seen=NOTHING,
+        remote=None,
+        refresh=Refresh.DIGEST,
+        action=Action.PULL,
+        why="absent",
     ),
-    (
-        "another tag of the repository held: still absent",
-        "ubuntu:24.04",
-        DOCKER_UBUNTU,
-        D1,
-        Refresh.DIGEST,
-        Action.PULL,
-        "absent",
+    Row(
+        name="absent, refresh never: pull",
+        ref=UBUNTU,
+        seen=NOTHING,
+        remote=D1,
+        refresh=Refresh.NEVER,
+        action=Action.PULL,
+        why="absent",
     ),
-    (
-        "pinned, another digest held: absent",
-        f"ubuntu@{D2}",
-        DOCKER_UBUNTU,
-        None,
-        Refresh.DIGEST,
-        Action.PULL,
-        "absent",
+    Row(
+        name="absent, remote digest known: pull",
+        ref=UBUNTU,
+        seen=NOTHING,
+        remote=D1,
+        refresh=Refresh.DIGEST,
+        action=Action.PULL,
+        why="absent",
+    ),
+    Row(
+        name="another tag of the repository held: still absent",
+        ref="ubuntu:24.04",
+        seen=DOCKER_UBUNTU,
+        remote=D1,
+        refresh=Refresh.DIGEST,
+        action=Action.PULL,
+        why="absent",
+    ),
+    Row(
+        name="pinned, another digest held: absent",
+        ref=f"ubuntu@{D2}",
+        seen=DOCKER_UBUNTU,
+        remote=None,
+        refresh=Refresh.DIGEST,
+        action=Action.PULL,
+        why="absent",
     ),
     # -- pinned by digest and present: skip, whatever the mode, without any network -------
     *[
-        (
-            f"pinned, present, refresh {mode}: skip",
-            f"ubuntu@{D1}",
-            DOCKER_UBUNTU,
-            None,
-            mode,
-            Action.SKIP,
-            "present, pinned by digest",
+        Row(
+            name=f"pinned, present, refresh {mode}: skip",
+            ref=f"ubuntu@{D1}",
+            seen=DOCKER_UBUNTU,
+            remote=None,
+            refresh=mode,
+            action=Action.SKIP,
+            why="present, pinned by digest",
         )
         for mode in Refresh
     ],
-    (
-        "pinned, present, fully qualified: skip",
-        f"docker.io/library/ubuntu@{D1}",
-        DOCKER_UBUNTU,
-        None,
-        Refresh.PULL,
-        Action.SKIP,
-        "present, pinned by digest",
+    Row(
+        name="pinned, present, fully qualified: skip",
+        ref=f"docker.io/library/ubuntu@{D1}",
+        seen=DOCKER_UBUNTU,
+        remote=None,
+        refresh=Refresh.PULL,
+        action=Action.SKIP,
+        why="present, pinned by digest",
     ),
     # -- a present tag, per refresh mode --------------------------------------------------
-    (
-        "tag present, refresh never: skip",
-        UBUNTU,
-        DOCKER_UBUNTU,
-        D2,
-        Refresh.NEVER,
-        Action.SKIP,
-        "present (--refresh never)",
+    Row(
+        name="tag present, refresh never: skip",
+        ref=UBUNTU,
+        seen=DOCKER_UBUNTU,
+        remote=D2,
+        refresh=Refresh.NEVER,
+        action=Action.SKIP,
+        why="present (--refresh never)",
     ),
-    (
-        "tag present, refresh pull: the runtime checks the registry",
-        UBUNTU,
-        DOCKER_UBUNTU,
-        D1,
-        Refresh.PULL,
-        Action.PULL,
-        "present; the runtime checks the registry",
+    Row(
+        name="tag present, refresh pull: the runtime checks the registry",
+        ref=UBUNTU,
+        seen=DOCKER_UBUNTU,
+        remote=D1,
+        refresh=Refresh.PULL,
+        action=Action.PULL,
+        why="present; the runtime checks the registry",
     ),
-    (
-        "tag present, refresh digest, remote unknown: the runtime checks",
-        UBUNTU,
-        DOCKER_UBUNTU,
-        None,
-        Refresh.DIGEST,
-        Action.PULL,
-        "present; the runtime checks the registry",
+    Row(
+        name="tag present, refresh digest, remote unknown: the runtime checks",
+        ref=UBUNTU,
+        seen=DOCKER_UBUNTU,
+        remote=None,
+        refresh=Refresh.DIGEST,
+        action=Action.PULL,
+        why="present; the runtime checks the registry",
     ),
-    (
-        "tag present, remote digest equal: skip",
-        UBUNTU,
-        DOCKER_UBUNTU,
-        D1,
-        Refresh.DIGEST,
-        Action.SKIP,
-        "present, remote digest unchanged",
+    Row(
+        name="tag present, remote digest equal: skip",
+        ref=UBUNTU,
+        seen=DOCKER_UBUNTU,
+        remote=D1,
+        refresh=Refresh.DIGEST,
+        action=Action.SKIP,
+        why="present, remote digest unchanged",
     ),
-    (
-        "tag present, tag moved: pull",
-        UBUNTU,
-        DOCKER_UBUNTU,
-        D2,
-        Refresh.DIGEST,
-        Action.PULL,
-        TAG_MOVED,
+    Row(
+        name="tag present, tag moved: pull",
+        ref=UBUNTU,
+        seen=DOCKER_UBUNTU,
+        remote=D2,
+        refresh=Refresh.DIGEST,
+        action=Action.PULL,
+        why=TAG_MOVED,
     ),
-    (
-        "config says ubuntu, runtime says docker.io/library/ubuntu:latest",
-        "ubuntu",
-        observed(image("docker.io/library/ubuntu:latest", f"docker.io/library/ubuntu@{D1}")),
-        D1,
-        Refresh.DIGEST,
-        Action.SKIP,
-        "present, remote digest unchanged",
+    Row(
+        name="config says ubuntu, runtime says docker.io/library/ubuntu:latest",
+        ref="ubuntu",
+        seen=observed(image("docker.io/library/ubuntu:latest", f"docker.io/library/ubuntu@{D1}")),
+        remote=D1,
+        refresh=Refresh.DIGEST,
+        action=Action.SKIP,
+        why="present, remote digest unchanged",
     ),
 ]
 
 
 @pytest.mark.parametrize(
     ("case", "ref", "seen", "remote", "refresh", "action", "why"),
-    [pytest.param(*row, id=row[0]) for row in ROWS],
+    [pytest.param(*row, id=row.name) for row in ROWS],
 )
 def test_decide(
     case: str,

@@ -21,7 +21,6 @@ import pytest
 
 from devstack.kubelet import write_volume
 from devstack.stack import write_docker_secret
-from jcp.engine import worker
 from jcp.engine.events import Events
 from jcp.engine.scheduler import Scheduler
 from jcp.engine.state import ImageView, Snapshot, Sweep
@@ -82,16 +81,8 @@ async def engine(
     s = Scheduler(settings, runtime, label="scripted runtime", env={}, events=events)
     assert await s.reload()
     await s.connect(give_up=True)
-    workers = [asyncio.create_task(worker.work(s)) for _ in range(settings.concurrency)]
-    try:
+    async with s.pulling():  # raises if a puller died of a bug
         yield s
-    finally:
-        s.cancel_retries()
-        for w in workers:
-            w.cancel()
-        ended = await asyncio.gather(*workers, return_exceptions=True)
-        bugs = [e for e in ended if not isinstance(e, asyncio.CancelledError)]
-        assert not bugs, f"a worker died of a bug: {bugs}"
 
 
 def outcomes(sweep: Sweep) -> dict[str, tuple[Outcome, int]]:
@@ -106,7 +97,7 @@ def view(snapshot: Snapshot, image: str) -> ImageView:
 
 async def settle(s: Scheduler) -> Sweep:
     """The reload sweep a change started, once done."""
-    sweep = s.sweep
+    sweep = s.sweeps.current
     assert sweep is not None, "no sweep was started"
     await sweep.done.wait()
     return sweep
@@ -342,7 +333,7 @@ async def test_disk_guard_holds_pulls_back_until_space_is_back(tmp_path: Path) -
         assert (disk.path, disk.required) == (str(tmp_path), 2**62)
         assert runtime.pulls == []
         assert not sweeping.done()
-        s.disk.threshold = MinFree(bytes=0)  # space is back (no real disk is filled here)
+        s.tools.disk.threshold = MinFree(bytes=0)  # space is back (no real disk is filled here)
         sweep = await sweeping
         assert outcomes(sweep) == {APP: (Outcome.PULLED, 1)}
         assert not s.snapshot().disk_guard_active
