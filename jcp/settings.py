@@ -6,6 +6,7 @@ composition root (`app/run.py`) hands the parts to the engine, the runtime and t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -107,6 +108,9 @@ class Settings:
     """Registry hosts asked over plain HTTP (loopback hosts always are)."""
     rate_limit_pause: float = 60.0
     """Seconds a registry that answered 429 is left alone when it sent no Retry-After."""
+    node_labels: Mapping[str, str] | None = None
+    """`--node-labels`: the node's labels, given; None: read and watched through the API
+    (`jcp run` with $NODE_NAME), else unknown (entries with a selector are not pulled)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ def _build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a config directory or image file")
     val.add_argument("path", type=Path, help="config directory or image.config file")
     val.add_argument("--arch", help="also list what a node of this architecture pulls")
+    val.add_argument(
+        "--node-labels",
+        metavar="K=V,...",
+        help="with --arch: the node's labels, for entries with a nodeSelector or matchExpressions",
+    )
     run = sub.add_parser("run", help="keep the images pulled: sweep, sleep, reload on change")
     options.add_engine_options(run)
     run.add_argument(
@@ -87,13 +92,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         inspect=args.inspect,
         rate_limit_pause=args.rate_limit_pause,
         insecure_registries=tuple(args.insecure_registry),
+        node_labels=args.node_labels,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "validate":
-        return validate(args.path, args.arch)
+        return validate(args.path, args.arch, node_labels=args.node_labels)
     if args.command == "fleet":
         return fleet.run(args)
     from jcp.app import run as app  # noqa: PLC0415 - keeps `jcp validate` free of the async stack

@@ -9,6 +9,7 @@ from pathlib import Path
 from jcp.engine import disk
 from jcp.model.arch import SUPPORTED, canonical_arch
 from jcp.model.config import parse_interval
+from jcp.model.selectors import parse_labels
 from jcp.settings import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
@@ -101,6 +102,14 @@ def _arch(text: str) -> str:
     return arch
 
 
+def node_labels(text: str) -> dict[str, str]:
+    """`--node-labels k=v,...`: this node's labels, instead of reading them from the API."""
+    try:
+        return parse_labels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config-dir",
@@ -137,6 +146,15 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--arch", type=_arch, default=None, help="node architecture (default: the runtime's)"
+    )
+    p.add_argument(
+        "--node-labels",
+        type=node_labels,
+        default=None,
+        metavar="K=V,...",
+        help="the node's labels, matched by entries' nodeSelector and matchExpressions "
+        "(default: read and watched through the API with $NODE_NAME; '' is a node without "
+        "labels)",
     )
     p.add_argument(
         "--concurrency",
