@@ -84,7 +84,7 @@ fi
 cat <<EOT
 
 Next:
-  jcp run ${runtime_args[*]} --config-dir $dir/config --docker-config-root $dir/docker --start-jitter 0
+  jcp run --config-dir $dir/config --docker-config-root $dir/docker ${runtime_args[*]} --start-jitter 0
 and, in another shell, edit $dir/config/image.config (or $dir/config/interval): jcp reloads it
 at once, pulls what was added and logs a one-line summary of every sweep. See the images with:
   $see
