@@ -207,7 +207,7 @@ async def main(
         loop.add_signal_handler(sig, stop.set)
     if not once:  # SIGHUP never stops the agent, not even before a runtime answers
         loop.add_signal_handler(signal.SIGHUP, hup.set)
-    side: list[asyncio.Task[Any]] = []
+    side: list[asyncio.Task[Any]] = [asyncio.create_task(_on_hup(agent, hup))]
     runner = None
     try:
         metrics = None
@@ -282,7 +282,6 @@ async def _drive(
         _run_once(scheduler) if once else _run_forever(scheduler, options, agent.tasks)
     )
     agent.work = work
-    side.append(asyncio.create_task(_on_hup(scheduler, run.hup)))
     if display is not None:
         side.append(asyncio.create_task(display.run(scheduler.snapshot)))
     stopper = asyncio.create_task(run.stop.wait())
@@ -304,12 +303,27 @@ async def _drive(
         return EXIT_CONFIG if isinstance(known, UnknownArchError) else EXIT_FAILED
 
 
-async def _on_hup(scheduler: Scheduler, hup: asyncio.Event) -> None:
+HUP_SETTLE = 0.25
+"""Seconds a SIGHUP waits for more: a burst of signals becomes one reload."""
+
+
+async def _on_hup(agent: _Agent, hup: asyncio.Event) -> None:
     while True:
         await hup.wait()
-        hup.clear()
-        log.info("SIGHUP: re-reading the config and the secrets")
-        await scheduler.reload(force=True)
+        signals = 0
+        while hup.is_set():  # coalesce: whatever arrives while settling joins this reload
+            hup.clear()
+            signals += 1
+            await asyncio.sleep(HUP_SETTLE)
+        more = f" ({signals} signals)" if signals > 1 else ""
+        scheduler = agent.scheduler
+        if scheduler is None:
+            log.info(f"SIGHUP{more}: still looking for a container runtime; the config and the "
+                     "secrets are read once one answers")  # fmt: skip
+            continue
+        log.info(f"SIGHUP: re-reading the config and the secrets{more}")
+        if not await scheduler.reload(force=True) and scheduler.source.last_error is None:
+            log.info("SIGHUP: the config in force is unchanged")
         scheduler.secrets_changed()
 
 

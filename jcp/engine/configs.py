@@ -1,7 +1,9 @@
 """The config in force: re-read on every event, applied when new and valid, else kept.
 
 A bad edit never replaces the last good config, and is reported once per distinct content
-(not at every event or sweep), so a broken ConfigMap does not flood the log.
+(not at every event or sweep, and not again when the same bad content comes back), so a broken
+ConfigMap does not flood the log. The generation moves only when the content in force changes:
+re-reading identical content (a SIGHUP, a rewrite of the same bytes) applies nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from jcp.inputs.configdir import read_files
 from jcp.model.config import Config, ConfigError, Problem, build_config
 
 log = logging.getLogger(__name__)
+
+MAX_REMEMBERED = 64
+"""Rejected contents remembered (so that flipping between two bad edits logs each once)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class ConfigSource:
         self.generation = 0
         self.last_error: str | None = None
         self._seen: str | None = None
+        self._applied: str | None = None
+        """The content hash of the config in force."""
+        self._bad: dict[str, str] = {}
+        """Content hash -> its first error, for the contents already rejected (newest last)."""
 
     async def reload(self, *, force: bool = False) -> Loaded:
         """Re-read the directory. FORCE (SIGHUP) reports a rejected config again."""
@@ -58,33 +67,45 @@ class ConfigSource:
         raw = hashlib.sha256(
             json.dumps([files.image_text, files.interval_text]).encode()
         ).hexdigest()
-        if raw == self._seen:
+        if raw == self._seen or (raw == self._applied and self.config is not None):
+            self._seen = raw
+            if raw == self._applied and self.last_error is not None:
+                self.last_error = None  # back to the content in force: nothing to apply
+                return Loaded(None, changed=True)
             return Loaded(None, changed=False, error=self.last_error)
         self._seen = raw
+        if raw in self._bad and not force:  # said when first seen: counted, not logged again
+            self.last_error = self._bad[raw]
+            return Loaded(None, changed=True, error=self.last_error)
         try:
             # A valid 1 MiB config costs seconds of CPU: not on the event loop.
             config = await asyncio.to_thread(
                 build_config, files, interval_flag=self.interval_flag, env=self.env
             )
         except ConfigError as exc:
-            return self._rejected(exc)
+            return self._rejected(exc, raw)
         except Exception as exc:
             # The parsers raise only ConfigError; anything else is a bug in them, and still
             # must not take the last good config (or the agent) down with it.
             log.exception("BUG: the config parser raised instead of reporting a problem")
             problem = Problem(files.image_file, f"cannot be parsed ({type(exc).__name__})")
-            return self._rejected(ConfigError([problem]))
+            return self._rejected(ConfigError([problem]), raw)
         self.config = config
+        self._applied = raw
         self.generation += 1
         self.last_error = None
         for problem in config.warnings:
             log.warning(str(problem))
         return Loaded(config, changed=True)
 
-    def _rejected(self, exc: ConfigError) -> Loaded:
+    def _rejected(self, exc: ConfigError, raw: str | None = None) -> Loaded:
         kept = "keeping the last good config" if self.config else "no valid config yet"
         errors = [str(p) for p in exc.problems if p.severity == "error"]
         self.last_error = errors[0] if errors else str(exc)
+        if raw is not None:
+            self._bad[raw] = self.last_error
+            while len(self._bad) > MAX_REMEMBERED:
+                del self._bad[next(iter(self._bad))]
         log.error(
             f"ERROR: config rejected ({kept}):",
             extra={

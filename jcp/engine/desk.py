@@ -119,7 +119,8 @@ class Desk:
                 book.permanent.pop(key, None)
             result = self._settle(key, step.result)
         report.pull_finished(result, repeat=repeat)
-        self.tools.events.pull_finished(result)
+        if not repeat:  # a permanent failure on record is counted once, not per sweep or signal
+            self.tools.events.pull_finished(result)
         self.sweeps.record(item.sweep, key, result)
 
     def _retry(self, item: Item, step: Retry) -> None:

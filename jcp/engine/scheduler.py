@@ -92,7 +92,7 @@ class Scheduler:
         loaded = await self.source.reload(force=force)
         if not loaded.changed:
             return False
-        self.events.config_loaded(ok=loaded.config is not None)
+        self.events.config_loaded(ok=loaded.error is None)
         self.book.rev.bump()
         if loaded.config is None:
             return False

@@ -1,6 +1,6 @@
 """The Helm chart, linted and rendered by a real helm (scripts/install-helm.sh), every output
 validated for the README's Kubernetes versions and held to the same pod invariants as k8s/
-(tests/test_deploy.py), its image list read back with jcp's own config parser."""
+(tests/integration/test_deploy.py), its image list read back with jcp's own config parser."""
 
 from __future__ import annotations
 
