@@ -217,10 +217,7 @@ def image_report(nodes: list[NodeState], image: str) -> tuple[dict[str, Any], st
     lines += [f"  missing  {name}" for name in missing]
     lines += [f"  unknown  {name}" for name in unknown]
     if unknown:
-        lines.append(
-            "unknown: the node is not warm and its annotation does not name its missing "
-            "images (or it has none); see `kubectl get node NAME -o yaml` or its jcp's /status"
-        )
+        lines.append("unknown: not warm, and no list of its missing images (or no annotation)")
     return doc, "\n".join(lines), 1 if missing or unknown else 0
 
 
