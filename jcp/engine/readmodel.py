@@ -54,6 +54,7 @@ def build(
     last_progress: float,
     stall_timeout: float,
     choice: str | None,
+    fleet_waiting: str | None = None,
 ) -> Snapshot:
     """The Snapshot of those parts; each image's view is cached by its state until it changes,
     so a rebuild at 1000 images copies 1000 pointers."""
@@ -85,6 +86,7 @@ def build(
         last_progress=last_progress,
         stall_timeout=stall_timeout,
         images=tuple(s.view() for s in states),
+        fleet_waiting=fleet_waiting,
     )
 
 

@@ -23,6 +23,7 @@ from jcp.engine import readmodel, report, tools, worker
 from jcp.engine.configs import ConfigSource
 from jcp.engine.desk import Book, Desk
 from jcp.engine.events import Events, Fanout
+from jcp.engine.fleet import FleetSlot
 from jcp.engine.intake import Intake
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote
@@ -48,6 +49,7 @@ class Scheduler:
         events: Events | None = None,
         choice: str | None = None,
         remote: Remote | None = None,
+        fleet: FleetSlot | None = None,
     ) -> None:
         self.settings = settings
         self.choice = choice
@@ -65,7 +67,7 @@ class Scheduler:
             runtime, settings.backoff, label=label, on_down=self._runtime_down,
             on_seen=self.events.runtime_seen,
         )  # fmt: skip
-        self.tools = tools.assemble(settings, runtime, self.link, remote, self.events)
+        self.tools = tools.assemble(settings, runtime, self.link, remote, self.events, fleet=fleet)
         self.desk = Desk(
             book, self.intake, self.sweeps, self.tools,
             arch=lambda: self.node_arch, disk_poll=settings.disk_poll,
@@ -268,7 +270,8 @@ class Scheduler:
         disk, link, sweeps = self.tools.disk, self.link, self.sweeps
         key = (self.book.rev.n, self.source.generation, self.source.last_error, disk.reading,
                disk.active, link.info, link.reachable, self.node_arch, self.image_fs,
-               sweeps.current, sweeps.last_full, self.book.last_progress)  # fmt: skip
+               sweeps.current, sweeps.last_full, self.book.last_progress,
+               self.tools.fleet.slot.waiting())  # fmt: skip
         return self._read.get(key)
 
     def _build_snapshot(self) -> Snapshot:
@@ -276,5 +279,5 @@ class Scheduler:
             source=self.source, link=self.link, disk=self.tools.disk, sweeps=self.sweeps,
             states=self.book.states.values(), node_arch=self.node_arch, image_fs=self.image_fs,
             last_progress=self.book.last_progress, stall_timeout=self.settings.stall_timeout,
-            choice=self.choice,
+            choice=self.choice, fleet_waiting=self.tools.fleet.slot.waiting(),
         )  # fmt: skip

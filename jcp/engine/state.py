@@ -245,6 +245,8 @@ class Snapshot:
     images: tuple[ImageView, ...]
     waiting_for: str | None = None
     """What the agent waits for before its engine can start (a runtime to answer)."""
+    fleet_waiting: str | None = None
+    """While the node waits for a fleet slot: who holds the slots (`--fleet-parallelism`)."""
 
     @property
     def disk_guard_active(self) -> bool:

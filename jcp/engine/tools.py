@@ -14,6 +14,7 @@ from typing import Protocol
 from jcp.engine.credentials import Credentials
 from jcp.engine.disk import DiskGuard
 from jcp.engine.events import Events
+from jcp.engine.fleet import FleetHold, FleetSlot, NoBudget
 from jcp.engine.gate import RegistryGate
 from jcp.engine.intake import Item
 from jcp.engine.job import JobLimits
@@ -44,6 +45,8 @@ class Tools:
     limits: JobLimits
     outlast_runtime: bool
     """A pull cut off because the runtime went away waits for it (`jcp run`)."""
+    fleet: FleetHold
+    """The node's claim on the fleet's pull budget, held while any pull from upstream runs."""
 
 
 class Live(Protocol):
@@ -114,6 +117,8 @@ def assemble(
     link: RuntimeLink,
     remote: Remote | None,
     events: Events,
+    *,
+    fleet: FleetSlot | None = None,
 ) -> Tools:
     """The one set of tools every puller of an engine shares."""
     gate = RegistryGate(settings.rate_limit_pause, events.rate_limited)
@@ -131,4 +136,5 @@ def assemble(
         refresh=settings.refresh,
         limits=JobLimits(settings.pull_timeout, settings.stall_timeout),
         outlast_runtime=settings.outlast_runtime,
+        fleet=FleetHold(fleet or NoBudget()),
     )

@@ -111,16 +111,17 @@ async def _pull(job: Job, t: Tools, auth: RegistryAuth | None, size: int, why: W
     report.pull_started(target, job.item.attempt, present=present, why=why)
     t.disk.reserved[target.key] = size * UNPACKED_PER_COMPRESSED
     try:
-        return await attempt(
-            t.runtime,
-            target.image,
-            platform=f"linux/{job.arch}" if info is None or info.supports_platform else None,
-            auth=auth,
-            limits=t.limits,
-            reports_progress=reports_progress,
-            on_progress=job.live.progressed,
-            activity=job.live.activity,
-        )
+        async with t.fleet.pulling():  # waiting for a slot is before the stall clock starts
+            return await attempt(
+                t.runtime,
+                target.image,
+                platform=f"linux/{job.arch}" if info is None or info.supports_platform else None,
+                auth=auth,
+                limits=t.limits,
+                reports_progress=reports_progress,
+                on_progress=job.live.progressed,
+                activity=job.live.activity,
+            )
     finally:
         t.disk.reserved.pop(target.key, None)
 
