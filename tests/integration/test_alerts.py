@@ -136,7 +136,8 @@ async def test_promtool_checks_a_real_scrape_of_jcp_run(
     }
     declared = set(exposed())
     assert scraped <= declared, scraped - declared
-    # Labelled series appear once something happened; these did in this sweep.
+    # Labelled series appear once something happened; these did in this sweep (the per-image
+    # series are test_observability.py's to check).
     for name in (
         "jcp_pull_duration_seconds_bucket",
         "jcp_config_reloads_total",
