@@ -16,7 +16,7 @@ import yaml
 
 from devstack.images import RegistryClient, push_synthetic
 from devstack.kubeapi import KubeApiStandIn
-from jcp.kube.node_signal import WarmState
+from jcp.kube.warm_state import WarmState
 from tests.support.helpers import entry, publish, wait_for
 from tests.support.jcp_process import JcpProcess, engine_args
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from jcp.cli.fleet import NodeState, read_node, summary
-from jcp.kube.node_signal import WarmState
+from jcp.kube.warm_state import WarmState
 
 ANNOTATION = "jcp.nimbix.net/warm-state"
 X = "registry.example.com/solver:2.1"
