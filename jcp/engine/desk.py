@@ -22,6 +22,7 @@ from jcp.engine.sweeps import Sweeps
 from jcp.engine.tools import Again, Done, Job, Retry, Step, Tools
 from jcp.model.config import Target, TargetKey
 from jcp.model.failures import Reason
+from jcp.model.refs import ImageRef
 from jcp.model.results import Outcome, PullResult
 from jcp.runtime.base import PullProgress
 
@@ -46,6 +47,26 @@ class Book:
 
     def alive(self) -> None:
         self.last_progress = time.monotonic()
+
+    def observe(self, observed: Observed) -> list[ImageRef]:
+        """The runtime's images as read at a sweep's start: which selected images are cached
+        now, and which jcp had cached are gone (the kubelet's image GC? said, and returned,
+        so that operators see a GC fight instead of guessing)."""
+        self.observed = observed
+        now, evicted = time.time(), []
+        for state in self.states.values():
+            if state.status in (Status.PULLING, Status.RETRYING):
+                continue
+            if observed.holds(state.target.image):
+                if state.cached_since is None:
+                    state.cached_since = now
+                if state.status == Status.PENDING:
+                    state.status = Status.CACHED
+            elif state.status == Status.CACHED:
+                report.evicted(state.target.image, state.cached_since or now, now)
+                state.status, state.cached_since = Status.PENDING, None
+                evicted.append(state.target.image)
+        return evicted
 
 
 class Desk:

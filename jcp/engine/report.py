@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from jcp.engine.state import Sweep
 from jcp.model.config import Config, Selection, Target, TargetKey
@@ -148,4 +149,24 @@ def evicted(image: ImageRef, since: float, now: float) -> None:
         f"evicted: {image} was cached for {now - since:.0f}s and is gone from the runtime "
         "(kubelet image GC?); pulling it again",
         extra={"fields": {"event": "image_evicted", "image": str(image), "cached_since": since}},
+    )
+
+
+def relabelled(
+    labels: Mapping[str, str] | None, selection: Selection, *, added: int, removed: int
+) -> None:
+    shown = ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "none"
+    log.info(
+        f"node labels changed ({shown}): {len(selection.targets)} images selected, "
+        f"{len(selection.skipped)} skipped; +{added} -{removed}",
+        extra={"fields": {"event": "node_relabelled", "added": added, "removed": removed}},
+    )
+
+
+def labels_unknown(waiting: int) -> None:
+    """WAITING entries are skipped only because the node's labels are unknown."""
+    log.warning(
+        f"{waiting} entries with a nodeSelector are not pulled: this node's labels are "
+        "unknown (no API access to its Node, or no NODE_NAME; --node-labels sets them)",
+        extra={"fields": {"event": "labels_unknown", "entries": waiting}},
     )

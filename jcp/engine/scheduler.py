@@ -28,7 +28,7 @@ from jcp.engine.intake import Intake
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote
 from jcp.engine.runtime_link import RuntimeLink, UnknownArchError
-from jcp.engine.state import Snapshot, Status, Sweep
+from jcp.engine.state import Snapshot, Sweep
 from jcp.engine.sweeps import Sweeps
 from jcp.model.config import Config, Target
 from jcp.model.failures import Reason
@@ -56,6 +56,9 @@ class Scheduler:
         self.events = events if isinstance(events, Fanout) else Fanout(*filter(None, [events]))
         self.source = ConfigSource(settings.config_dir, settings.interval_flag, env)
         self.node_arch: str | None = settings.arch
+        self.labels: Mapping[str, str] | None = settings.node_labels
+        """The node's labels (the Node watch, or --node-labels); None: unknown."""
+        self._labels_said = 0
         self.book = book = Book()
         self.image_fs: FsUsage | None = None
         """The image file system as the runtime reported it at the last sweep (CRI ImageFsInfo)."""
@@ -103,10 +106,10 @@ class Scheduler:
         self._config_changed.set()
         return True
 
-    def _select(self, config: Config, old: Config | None) -> None:
+    def _select(self, config: Config, old: Config | None, *, relabelled: bool = False) -> None:
         assert self.node_arch is not None
         book = self.book
-        selection = config.select(self.node_arch)
+        selection = config.select(self.node_arch, self.labels)
         new = {t.key: t for t in selection.targets}
         self._skipped = len(selection.skipped)
         added = [t for k, t in new.items() if k not in book.wanted]
@@ -123,12 +126,30 @@ class Scheduler:
         for target in new.values():  # entries may have moved: keep /status's index true
             book.state(target).target = target
         self.book.rev.bump()
-        report.config_loaded(
-            self.source.generation, config=config, old=old, arch=self.node_arch,
-            selection=selection, added=len(added), removed=removed,
-        )  # fmt: skip
+        if relabelled:
+            report.relabelled(self.labels, selection, added=len(added), removed=len(removed))
+        else:
+            report.config_loaded(
+                self.source.generation, config=config, old=old, arch=self.node_arch,
+                selection=selection, added=len(added), removed=removed,
+            )  # fmt: skip
+        waiting = len(selection.waiting_for_labels)
+        if waiting and waiting != self._labels_said:  # said once, not at every reload
+            report.labels_unknown(waiting)
+        self._labels_said = waiting
         if old is not None and added:
             self.enqueue_new(added)
+
+    def labels_changed(self, labels: Mapping[str, str] | None) -> None:
+        """The node was relabelled (or its labels became known): select again, as a reload
+        does: newly selected entries start at once, deselected pulls are cancelled."""
+        if labels == self.labels:
+            return
+        self.labels = labels
+        config = self.config
+        if config is not None and self.node_arch is not None and config.uses_node_labels:
+            self._select(config, config, relabelled=True)
+        self.book.rev.bump()
 
     def enqueue_new(self, targets: list[Target]) -> None:
         """Queue TARGETS ahead of the running sweep (or in a reload sweep of their own)."""
@@ -172,24 +193,12 @@ class Scheduler:
         except RuntimeFailure:
             self.book.observed = None
             return
-        self.book.observed = observed
         try:
             self.image_fs = await self.runtime.fs_usage()
         except RuntimeFailure:
             self.image_fs = None
-        now = time.time()
-        for state in self.book.states.values():
-            if state.status in (Status.PULLING, Status.RETRYING):
-                continue
-            if observed.holds(state.target.image):
-                if state.cached_since is None:
-                    state.cached_since = now
-                if state.status == Status.PENDING:
-                    state.status = Status.CACHED
-            elif state.status == Status.CACHED:
-                report.evicted(state.target.image, state.cached_since or now, now)
-                state.status, state.cached_since = Status.PENDING, None
-                self.events.evicted(str(state.target.image))
+        for image in self.book.observe(observed):
+            self.events.evicted(str(image))
 
     # -- the runtime ----------------------------------------------------------------------
 

@@ -142,11 +142,13 @@ class Sizing:
 
 
 def largest_first(targets: list[Target], known: Mapping[TargetKey, object]) -> list[Target]:
-    """TARGETS by size, largest first; those of unknown size first of all (one of them may be
-    the largest), each group in config order."""
+    """TARGETS by priority (the site's order: higher first), then by size, largest first;
+    within a priority those of unknown size first of all (one of them may be the largest),
+    each group in config order. When the disk cannot hold everything, what waits is the
+    lowest priority."""
 
-    def size(t: Target) -> float:
+    def order(t: Target) -> tuple[int, float]:
         found = known.get(t.key)
-        return float(found.size) if isinstance(found, RemoteImage) else float("inf")
+        return t.priority, float(found.size) if isinstance(found, RemoteImage) else float("inf")
 
-    return sorted(targets, key=size, reverse=True)
+    return sorted(targets, key=order, reverse=True)

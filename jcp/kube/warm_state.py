@@ -40,6 +40,8 @@ class WarmState:
                 "present": self.present,
                 "failed": list(self.failed_permanent[:LISTED]),
                 "failedCount": len(self.failed_permanent),
+                "missing": list(self.missing[:LISTED]),
+                "missingCount": len(self.missing),
             },
             separators=(",", ":"),
         )

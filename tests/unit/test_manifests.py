@@ -119,6 +119,30 @@ def test_what_is_not_a_manifest_is_said(body: bytes, content_type: str | None, s
         parse(body, content_type)
 
 
+def test_priority_goes_before_size() -> None:
+    """The site's order first: a small image of priority 10 starts before a big one of 0, and
+    the big one before a small one of the same priority; unknown sizes lead their priority."""
+    entries = [
+        {"ref": "r.example/big:1", "registry": "r.example"},
+        {"ref": "r.example/urgent:1", "registry": "r.example", "priority": 10},
+        {"ref": "r.example/small:1", "registry": "r.example"},
+        {"ref": "r.example/unsized:1", "registry": "r.example"},
+        {"ref": "r.example/last:1", "registry": "r.example", "priority": -5},
+    ]
+    text = json.dumps(entries).encode()
+    targets = list(
+        build_config(decode_files("image.config", text, None, None)).select("amd64").targets
+    )
+    sizes = {"big": 10_000, "urgent": 10, "small": 20, "last": 99_999}
+    known: dict[object, object] = {
+        t.key: RemoteImage("d", sizes[t.image.repository])
+        for t in targets
+        if t.image.repository in sizes
+    }
+    order = [t.image.repository for t in largest_first(targets, known)]  # type: ignore[arg-type]
+    assert order == ["urgent", "unsized", "big", "small", "last"]
+
+
 def _targets(*refs: str) -> list[Target]:
     text = json.dumps([{"ref": r, "registry": r.split("/")[0]} for r in refs]).encode()
     config = build_config(decode_files("image.config", text, None, None))

@@ -95,6 +95,8 @@ async def test_label_and_annotation_follow_the_warm_state_and_are_written_only_o
         "present": 2,
         "failed": ["r/gone:1"],
         "failedCount": 1,
+        "missing": [],  # what `jcp fleet --image` reads for a node that is not warm
+        "missingCount": 0,
     }
     assert len(kube.patches()) == 2
     await s.publish(WarmState(generation=2, selected=3, present=2, failed_permanent=("r/gone:1",)))
