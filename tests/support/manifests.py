@@ -11,7 +11,11 @@ import kubernetes_validate
 from jcp.cli.main import _build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "patch"]}]
+NODE_RULES = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]}
+]
+NODE_READ_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+"""Entries with a nodeSelector and no node lifecycle: the node's labels, read and watched."""
 
 
 FIELDS = {"spec.nodeName": "node-1", "status.podIP": "10.1.2.3"}
@@ -127,7 +131,7 @@ def check_pod(docs: list[dict[str, Any]], runtime: tuple[str, str, str], disk: s
 
 
 def check_rbac(docs: list[dict[str, Any]], args: Any, lifecycle: bool) -> None:
-    """Node lifecycle: get/patch on nodes and nothing else, and only when it is on."""
+    """Node lifecycle: get/list/watch/patch on nodes and nothing else, and only when it is on."""
     pod = kind(docs, "DaemonSet")["spec"]["template"]["spec"]
     roles = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
     if not lifecycle:

@@ -60,3 +60,17 @@ one from a values file as 1e+06, which jcp rightly refuses.
 {{- $f := float64 . -}}
 {{- if eq $f (floor $f) -}}{{ int64 $f }}{{- else -}}{{ $f }}{{- end -}}
 {{- end -}}
+
+{{/*
+"true" when jcp talks to the API about its node: the warm signal (nodeLifecycle), or an image
+entry with a nodeSelector or matchExpressions (jcp reads and watches its node's labels); "" if not.
+*/}}
+{{- define "jcp.nodeApi" -}}
+{{- $uses := .Values.nodeLifecycle.enabled -}}
+{{- range .Values.images -}}
+{{- if and (kindIs "map" .) (or (hasKey . "nodeSelector") (hasKey . "matchExpressions")) -}}
+{{- $uses = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $uses -}}true{{- end -}}
+{{- end -}}
