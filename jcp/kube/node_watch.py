@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Labels = Mapping[str, str]
 OnChange = Callable[[Labels | None], None]
+OnTrouble = Callable[[str | None], None]
 RBAC_RULE = 'apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"]'
 WAITING = "entries with a nodeSelector or matchExpressions are not pulled until they are known"
 WATCH_SECONDS = 300
@@ -67,6 +68,7 @@ class NodeLabels:
         self._told = False  # on_change has been called at least once
         self._failures = 0  # in a row, since the last event: the backoff's exponent
         self._trouble: tuple[str, str] | None = None  # (kind, text) logged, while it lasts
+        self._on_trouble: OnTrouble | None = None
 
     @property
     def labels(self) -> Labels | None:
@@ -78,9 +80,11 @@ class NodeLabels:
         """Why the labels are unknown or may be stale (for /readyz and /status); None if fine."""
         return None if self._trouble is None else self._trouble[1]
 
-    async def run(self, on_change: OnChange) -> None:
+    async def run(self, on_change: OnChange, on_trouble: OnTrouble | None = None) -> None:
         """Call ON_CHANGE with the labels once known and whenever they change (None while
-        unknown); never returns, until cancelled."""
+        unknown), and ON_TROUBLE with `trouble` whenever it changes (it is already current
+        when ON_CHANGE is called); never returns, until cancelled."""
+        self._on_trouble = on_trouble
         if self._static is not None:
             self._set(on_change, self._static)
             await _forever()
@@ -153,7 +157,9 @@ class NodeLabels:
             if event.get("type") in ("ADDED", "MODIFIED"):
                 self._set(on_change, _labels(obj))
             elif event.get("type") == "DELETED":
+                self._trouble = ("deleted", f"node labels unknown: node {node} was deleted")
                 log.warning(f"node labels: node {node} was deleted; {WAITING}")
+                self._tell_trouble()
                 self._set(on_change, None)
         if not events and loop.time() - started < SHORT_WATCH:
             await self._pause()
@@ -182,22 +188,31 @@ class NodeLabels:
             log.exception("node labels: the selection could not follow the labels (a bug)")
 
     def _fail(self, on_change: OnChange, kind: str, text: str) -> None:
-        if self._labels is None or not self._told:
-            self._set(on_change, None)
+        unknown = self._labels is None
         if self._trouble is not None and self._trouble[0] == kind:
             log.debug(f"node labels: still {text}")
-            return
-        unknown = self._labels is None
-        self._trouble = (kind, f"node labels unknown: {text}" if unknown else text)
-        if unknown:
-            log.warning(f"node labels: {text}; {WAITING}; retrying")
         else:
-            log.warning(f"node labels: {text}; following the labels as last read; retrying")
+            self._trouble = (kind, f"node labels unknown: {text}" if unknown else text)
+            if unknown:
+                log.warning(f"node labels: {text}; {WAITING}; retrying")
+            else:
+                log.warning(f"node labels: {text}; following the labels as last read; retrying")
+            self._tell_trouble()
+        if unknown:
+            self._set(on_change, None)  # once: _set says nothing twice
 
     def _fixed(self) -> None:
         if self._trouble is not None:
             self._trouble = None
             log.info(f"node labels: the Kubernetes API answers again for node {self._node}")
+            self._tell_trouble()
+
+    def _tell_trouble(self) -> None:
+        if self._on_trouble is not None:
+            try:
+                self._on_trouble(self.trouble)
+            except Exception:
+                log.exception("node labels: the trouble could not be reported (a bug)")
 
     def _explain(self, exc: KubeError) -> tuple[str, str]:
         """A kind (logged once while it lasts) and the text an operator acts on."""

@@ -28,9 +28,17 @@ class Calls:
 
     def __init__(self) -> None:
         self.seen: list[tuple[float, dict[str, str] | None]] = []
+        self.troubles: list[str | None] = []
+        self.trouble_when_told: list[str | None] = []
+        self.watcher: NodeLabels | None = None
 
     def __call__(self, labels: Mapping[str, str] | None) -> None:
         self.seen.append((time.monotonic(), None if labels is None else dict(labels)))
+        if self.watcher is not None:
+            self.trouble_when_told.append(self.watcher.trouble)
+
+    def trouble(self, text: str | None) -> None:
+        self.troubles.append(text)
 
     @property
     def values(self) -> list[dict[str, str] | None]:
@@ -69,7 +77,8 @@ async def follow(kube: KubeApiStandIn) -> AsyncIterator[Start]:
         kw.setdefault("backoff", 0.05)
         kw.setdefault("max_backoff", 0.2)
         watcher, calls = NodeLabels(node, **kw), Calls()
-        running.append((watcher, asyncio.create_task(watcher.run(calls))))
+        calls.watcher = watcher
+        running.append((watcher, asyncio.create_task(watcher.run(calls, calls.trouble))))
         return watcher, calls
 
     yield start
@@ -170,11 +179,16 @@ async def test_api_down_at_start_is_said_once_then_the_labels_arrive_when_it_is_
     warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warned) == 1, [r.getMessage() for r in warned]
     assert "entries with a nodeSelector or matchExpressions are not pulled" in said[0]
-    assert (watcher.trouble or "").startswith("node labels unknown: cannot reach")
+    said_trouble = watcher.trouble
+    assert (said_trouble or "").startswith("node labels unknown: cannot reach")
     await kube.start()
     await wait_for(lambda: calls.last is not None, 5, "the labels once the API is back")
     assert calls.values == [None, {"kubernetes.io/hostname": NODE, "pool": "gpu"}]
     assert watcher.trouble is None
+    # /readyz and /status can show the trouble: current when the labels are told, and told.
+    assert calls.trouble_when_told[0] == calls.troubles[0] == said_trouble
+    assert calls.trouble_when_told[1] is None
+    assert calls.troubles == [said_trouble, None]
     assert logged(caplog, "the Kubernetes API answers again for node gpu-1")
 
 
@@ -185,6 +199,8 @@ async def test_a_lost_api_keeps_the_labels_as_last_read_and_catches_up(
     await wait_for(lambda: kube.watching() == 1, 5, "the watch")
     await kube.stop()
     await wait_for(lambda: watcher.trouble is not None, 5, "the loss noticed")
+    assert calls.troubles == [watcher.trouble]
+    assert not (watcher.trouble or "").startswith("node labels unknown")
     kube.relabel(NODE, {"gpu": "nvidia"})  # changed while jcp cannot see it
     await asyncio.sleep(0.4)
     assert None not in calls.values, "a flapping API must not flap the selection"
@@ -237,6 +253,10 @@ async def test_a_deleted_node_has_unknown_labels(kube: KubeApiStandIn, follow: S
     await wait_for(lambda: kube.watching() == 1, 5, "the watch")
     kube.remove_node(NODE)
     await wait_for(lambda: calls.seen[-1][1] is None, 5, "labels unknown")
+    assert calls.troubles == [f"node labels unknown: node {NODE} was deleted"]
+    kube.add_node(NODE, {"pool": "again"})
+    await wait_for(lambda: calls.has("pool", "again"), 5, "the node back")
+    assert calls.troubles[-1] is None
 
 
 async def test_static_labels_and_no_node_name_need_no_api(
