@@ -6,7 +6,7 @@ it knows the concrete runtime, to pin through containerd's own API on a CRI sock
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,8 @@ class NodeParts:
 def node_lifecycle(scheduler: Scheduler, node: NodeSettings, metrics: Metrics | None) -> NodeParts:
     """The warm signal, pinning and the purge ledger, when asked for (off by default)."""
     parts = NodeParts()
+    if scheduler.labels is None:  # no --node-labels: follow the Node once the config asks
+        parts.tasks.append(("node labels", _follow_labels(scheduler, node, parts)))
     if node.uses_api:
         _signal(scheduler, node, parts)
     if node.pin:
@@ -68,6 +70,22 @@ def node_api(node: NodeSettings) -> Callable[[], NodeApi]:
         return NodeApi.connect(url, token)
 
     return api
+
+
+async def _follow_labels(scheduler: Scheduler, node: NodeSettings, parts: NodeParts) -> None:
+    """Watch this node's labels, but only once the config has an entry that selects by them:
+    a node agent without selectors costs the API server nothing and needs no RBAC for it."""
+    from jcp.kube.node_watch import NodeLabels  # noqa: PLC0415 - kubernetes_asyncio is heavy
+
+    await scheduler.until_config(lambda config: config.uses_node_labels)
+    labels = NodeLabels(node.node_name, api=node_api(node))
+    parts.closers.append(labels.close)
+
+    def changed(found: Mapping[str, str] | None) -> None:
+        scheduler.labels_trouble = labels.trouble
+        scheduler.labels_changed(found)
+
+    await labels.run(changed)
 
 
 def _signal(scheduler: Scheduler, node: NodeSettings, parts: NodeParts) -> None:

@@ -41,6 +41,8 @@ class Book:
         """Monotonic time of the last sign of life of any pull (/healthz, stall detection)."""
         self.observed: Observed | None = None
         """The runtime's images as read at the current sweep's start."""
+        self.cancelled: dict[TargetKey, str] = {}
+        """Pulls cancelled because their image left the selection, and why."""
 
     def state(self, target: Target) -> ImageState:
         return self.states.setdefault(target.key, ImageState(target, self.rev))
@@ -130,7 +132,9 @@ class Desk:
         repeat = False
         if step is None:
             gone = book.states.pop(key, None)
-            result = _cancelled(item, gone.progress.current if gone and gone.progress else 0)
+            got = gone.progress.current if gone and gone.progress else 0
+            why = book.cancelled.pop(key, "removed from the config while pulling")
+            result = _cancelled(item, got, why)
         else:
             repeat = isinstance(step, Done) and step.repeat
             fingerprint = step.fingerprint if isinstance(step, Done) else repr(key)
@@ -199,7 +203,7 @@ class _Live:
         return self._book.last_progress
 
 
-def _cancelled(item: Item, got: int) -> PullResult:
+def _cancelled(item: Item, got: int, why: str) -> PullResult:
     return PullResult(
         image=item.target.image,
         registry=item.target.registry,
@@ -207,5 +211,5 @@ def _cancelled(item: Item, got: int) -> PullResult:
         duration=0.0,
         attempts=item.attempt,
         bytes=got,
-        message="removed from the config while pulling",
+        message=why,
     )

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,15 @@ class Scheduler:
         self.labels: Mapping[str, str] | None = settings.node_labels
         """The node's labels (the Node watch, or --node-labels); None: unknown."""
         self._labels_said = 0
+        self.labels_trouble: str | None = None
+        """Why the node's labels are unknown or may be stale (the Node watch says)."""
         self.book = book = Book()
         self.image_fs: FsUsage | None = None
         """The image file system as the runtime reported it at the last sweep (CRI ImageFsInfo)."""
         self.intake = Intake()
         self.sweeps = Sweeps(self.intake, self.events, book.rev)
         self._config_changed = asyncio.Event()
+        self._config_applied = asyncio.Event()  # for until_config's one waiter
         self._skipped = 0  # entries of the current config this node's architecture skips
         self.link = RuntimeLink(
             runtime, settings.backoff, label=label, on_down=self._runtime_down,
@@ -104,6 +107,7 @@ class Scheduler:
         if self.node_arch is not None:  # else selected once the runtime tells the architecture
             self._select(loaded.config, old)
         self._config_changed.set()
+        self._config_applied.set()
         return True
 
     def _select(self, config: Config, old: Config | None, *, relabelled: bool = False) -> None:
@@ -119,7 +123,11 @@ class Scheduler:
             book.permanent.pop(key, None)
             task = book.in_flight.get(key)
             if task is not None:
-                task.cancel("removed from the config while pulling")
+                why = (
+                    "no longer selected for this node" if relabelled else "removed from the config"
+                )
+                book.cancelled[key] = f"{why} while pulling"
+                task.cancel(book.cancelled[key])
                 continue
             book.states.pop(key, None)
             self.sweeps.drop_everywhere(key)
@@ -242,6 +250,15 @@ class Scheduler:
             except TimeoutError:
                 return
 
+    async def until_config(self, predicate: Callable[[Config], bool]) -> Config:
+        """Until the config in force satisfies PREDICATE (one waiter at a time)."""
+        while True:
+            self._config_applied.clear()
+            config = self.config
+            if config is not None and predicate(config):
+                return config
+            await self._config_applied.wait()
+
     async def wait_config(self) -> Config:
         while self.config is None:
             self._config_changed.clear()
@@ -257,21 +274,9 @@ class Scheduler:
         """`--concurrency` pullers, each handed this desk and the tools (`jcp run`)."""
         return [worker.work(self.desk, self.tools) for _ in range(self.settings.concurrency)]
 
-    @contextlib.asynccontextmanager
-    async def pulling(self) -> AsyncIterator[None]:
-        """The pullers, for as long as the block runs (`jcp once`, the engine's tests). A
-        puller that died of a bug (not of a pull failure: those are results) is raised."""
-        tasks = [asyncio.create_task(c) for c in self.pullers()]
-        try:
-            yield
-        finally:
-            self.cancel_retries()
-            for task in tasks:
-                task.cancel()
-            ended = await asyncio.gather(*tasks, return_exceptions=True)
-        bugs = [e for e in ended if isinstance(e, Exception)]
-        if bugs:
-            raise ExceptionGroup("a puller died of a bug", bugs)
+    def pulling(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The pullers for as long as a block runs (`jcp once`, the engine's tests)."""
+        return worker.pool(self.pullers(), self.intake)
 
     # -- the read model -------------------------------------------------------------------
 

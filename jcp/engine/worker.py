@@ -11,10 +11,13 @@ nothing else; a failure is a result, never an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Protocol
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Protocol
 
 from jcp.engine import report
+from jcp.engine.intake import Intake
 from jcp.engine.job import Attempt, attempt
 from jcp.engine.plan import Action, Why, decide
 from jcp.engine.remote import RemoteError
@@ -66,6 +69,23 @@ async def work(desk: Desk, tools: Tools) -> None:
             raise bug  # not a pull failure (those are results): let the task group say so
         else:
             desk.end(job, task.result())
+
+
+@contextlib.asynccontextmanager
+async def pool(pullers: list[Coroutine[Any, Any, None]], intake: Intake) -> AsyncIterator[None]:
+    """PULLERS running for as long as the block runs. A puller that died of a bug (not of a
+    pull failure: those are results) is raised at the end."""
+    tasks = [asyncio.create_task(c) for c in pullers]
+    try:
+        yield
+    finally:
+        intake.cancel_timers()
+        for task in tasks:
+            task.cancel()
+        ended = await asyncio.gather(*tasks, return_exceptions=True)
+    bugs = [e for e in ended if isinstance(e, Exception)]
+    if bugs:
+        raise ExceptionGroup("a puller died of a bug", bugs)
 
 
 async def pull_step(job: Job, t: Tools) -> Step:
