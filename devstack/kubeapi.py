@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import copy
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +123,7 @@ class KubeApiStandIn:
         change(node)
         self._store(name, node)
 
-    def relabel(self, name: str, labels: dict[str, str | None]) -> None:
+    def relabel(self, name: str, labels: Mapping[str, str | None]) -> None:
         """Another client sets labels (None removes one), as `kubectl label` does."""
 
         def change(node: Object) -> None:
