@@ -63,7 +63,7 @@ from aiohttp import web
 
 from devstack.kubepatch import Fail, apply_patch, conflict, parse_patch, status
 from devstack.kubeselect import field_selector, label_selector
-from devstack.kubewatch import GoneAs, History, Object, Watch
+from devstack.kubewatch import GoneAs, History, Object, Watch, seconds
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ class KubeApiStandIn:
             self._authorise(request, verb, None)
             by_field = field_selector(query.get("fieldSelector"))
             by_label = label_selector(query.get("labelSelector"))
-            lasts = _seconds(query.get("timeoutSeconds"))
+            lasts = seconds(query.get("timeoutSeconds"))
             if verb == "watch":
                 watch = Watch(
                     lambda o: by_field(o) and by_label(o),
@@ -297,11 +297,3 @@ class KubeApiStandIn:
         if patched != current:
             self._store(name, patched)
         return self.node(name)
-
-
-def _seconds(text: str | None) -> float | None:
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise Fail(400, "BadRequest", f"timeoutSeconds: invalid value {text!r}")
-    return float(text)

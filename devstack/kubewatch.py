@@ -168,3 +168,12 @@ class History:
 
 async def _send(response: web.StreamResponse, event: Object) -> None:
     await response.write(json.dumps(event).encode() + b"\n")
+
+
+def seconds(text: str | None) -> float | None:
+    """`timeoutSeconds`: a whole number of seconds, or 400."""
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise Fail(400, "BadRequest", f"timeoutSeconds: invalid value {text!r}")
+    return float(text)
