@@ -17,6 +17,7 @@ from jcp.settings import (
     DEFAULT_DISK_POLL,
     DEFAULT_DOCKER_CONFIG_ROOT,
     DEFAULT_LEDGER,
+    DEFAULT_METRICS_ADDR,
     DEFAULT_MIN_FREE,
     DEFAULT_PULL_TIMEOUT,
     DEFAULT_PURGE_GRACE,
@@ -91,6 +92,19 @@ def http_addr(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def add_http_options(p: argparse.ArgumentParser) -> None:
+    """`jcp run`'s HTTP options beyond `--http-addr` (the probes' address)."""
+    p.add_argument(
+        "--metrics-addr",
+        type=http_addr,
+        default=DEFAULT_METRICS_ADDR,
+        metavar="HOST:PORT",
+        help="address of /metrics and /status when they must not be where the probes are (e.g. "
+        "127.0.0.1:9090 for a sidecar, or a port a NetworkPolicy guards); default: on "
+        "--http-addr with the probes",
+    )
 
 
 def _arch(text: str) -> str:

@@ -8,8 +8,11 @@ ledger *unusable* (`owned()` is empty, `problem` says why). A missing file is an
 marked *new*: jcp has no history on this node, so nothing older than now is its to remove.
 
 Writes are atomic (a temp file in the same directory, fsync, rename, fsync of the directory):
-after a crash the file is the old ledger or the new one. The checksum catches what atomicity
-cannot: a file damaged later, or edited by hand, that still parses.
+after a crash, or a write cut short by a full disk, the file is the old ledger or the new one.
+A failed write is remembered (`write_failures`, `write_error`, `failing_since`) for /status and
+the metrics; what was recorded stays in memory and goes out with the next save that succeeds.
+The checksum catches what atomicity cannot: a file damaged later, or edited by hand, that still
+parses.
 
 Format, version 1:
     {"version": 1,
@@ -73,6 +76,12 @@ class Ledger:
         self._saved = 0
         self._quarantined = False
         self._lock = asyncio.Lock()
+        self.write_failures = 0
+        """Saves that failed in the life of this process."""
+        self.write_error: str | None = None
+        """Why the last save failed; None once one succeeds (or before any failed)."""
+        self.failing_since: float | None = None
+        """Unix time of the first failure of the current episode; None while writes succeed."""
 
     @classmethod
     def load(cls, path: Path) -> Ledger:
@@ -131,6 +140,19 @@ class Ledger:
         """Owned image -> the id jcp pulled; empty while the ledger is unusable."""
         return {k: e.image_id for k, e in self._entries.items()} if self.usable else {}
 
+    def health(self) -> dict[str, object]:
+        """The ledger as /status shows it: trust, size, and whether writes succeed."""
+        return {
+            "path": str(self.path),
+            "state": self.state,
+            "images": len(self._entries),
+            "write_ok": self.write_error is None,
+            "write_error": self.write_error,
+            "failing_since": self.failing_since,
+            "write_failures": self.write_failures,
+            "unsaved_changes": self.dirty,
+        }
+
     def entries(self) -> dict[str, Entry]:
         """Everything recorded, usable or not (for /status and tests)."""
         return dict(self._entries)
@@ -151,9 +173,12 @@ class Ledger:
             try:
                 await asyncio.to_thread(_write, self.path, data, quarantine=quarantine)
             except OSError as exc:
-                raise LedgerError(
-                    f"cannot write the ledger {self.path}: {exc.strerror or exc}"
-                ) from None
+                self.write_failures += 1
+                self.write_error = f"cannot write the ledger {self.path}: {exc.strerror or exc}"
+                if self.failing_since is None:
+                    self.failing_since = time.time()
+                raise LedgerError(self.write_error) from None
+            self.write_error, self.failing_since = None, None
             self._saved = changes
             self._quarantined = self._quarantined or quarantine
 

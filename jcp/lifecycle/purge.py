@@ -1,7 +1,10 @@
 """Purge: remove what jcp pulled once the config drops it, after a grace, never anything else.
 
 It follows the engine (its events and the config in force) and the runtime protocol, and never
-changes what the engine does: whatever happens to the ledger, pulling goes on.
+changes what the engine does: whatever happens to the ledger, pulling goes on. A ledger that
+cannot be written (its directory full, read-only) is retried with backoff until it is, so that
+what was recorded in memory reaches the disk before a restart can lose it; the first failure of
+an episode is logged, and its end, nothing in between.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from jcp.model.results import Outcome, PullResult
 from jcp.runtime.base import ImageRuntime, RuntimeFailure
 
 log = logging.getLogger(__name__)
+
+RETRY_FIRST = 1.0
+RETRY_CAP = 30.0
+"""Backoff of a failing ledger write: 1 s doubling to 30 s (a write is a few KB; cheap)."""
 
 
 def configured_images(config: Config | None) -> set[str]:
@@ -58,6 +65,10 @@ class Purger(Events):
         self._pulled: asyncio.Queue[str] = asyncio.Queue()
         self._sweeps = asyncio.Event()
         self._unlisted: dict[str, float] = {}
+        self._retry_delay = RETRY_FIRST
+        self._retry_at = 0.0
+        self._failed_attempts = 0
+        self._failing_since = 0.0
 
     # -- events (sync: the work happens in run()) ----------------------------------------------
 
@@ -74,17 +85,24 @@ class Purger(Events):
 
     async def run(self) -> None:
         log.info(f"purge ledger {self.ledger.path}: {self.ledger.state}")
+        loop = asyncio.get_running_loop()
         while True:
             pulled = asyncio.create_task(self._pulled.get())
             swept = asyncio.create_task(self._sweeps.wait())
+            failing = self.ledger.write_error is not None
+            retry_in = max(0.0, self._retry_at - loop.time()) if failing else None
             try:
-                await asyncio.wait({pulled, swept}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {pulled, swept}, timeout=retry_in, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 for t in (pulled, swept):
                     t.cancel()
                 await asyncio.gather(pulled, swept, return_exceptions=True)
             if pulled.done() and not pulled.cancelled():
                 await self._record(pulled.result())
+            elif self.ledger.write_error is not None and loop.time() >= self._retry_at:
+                await self._save()
             if self._sweeps.is_set():
                 self._sweeps.clear()
                 if self.enabled:
@@ -99,10 +117,31 @@ class Purger(Events):
         await self._save()
 
     async def _save(self) -> None:
+        """Save; a failure starts (or continues) an episode retried with backoff by run()."""
+        loop = asyncio.get_running_loop()
         try:
             await self.ledger.save()
         except LedgerError as exc:
-            log.warning(f"purge ledger: {exc}")
+            self._failed_attempts += 1
+            if self._failed_attempts == 1:
+                self._failing_since = loop.time()
+                log.warning(
+                    f"purge ledger: {exc}; what jcp pulled is kept in memory and written as "
+                    f"soon as it can be (retrying with backoff up to {RETRY_CAP:g}s)",
+                    extra={"fields": {"event": "ledger_write_failing"}},
+                )
+            self._retry_at = loop.time() + self._retry_delay
+            self._retry_delay = min(RETRY_CAP, self._retry_delay * 2)
+            return
+        if self._failed_attempts:
+            log.info(
+                f"purge ledger: {self.ledger.path} written again after "
+                f"{self._failed_attempts} failed attempt(s) over "
+                f"{loop.time() - self._failing_since:.1f}s",
+                extra={"fields": {"event": "ledger_write_recovered"}},
+            )
+        self._failed_attempts = 0
+        self._retry_delay = RETRY_FIRST
 
     async def purge(self) -> None:
         """One purge pass: only the ledger's images, unlisted for the grace, unused."""

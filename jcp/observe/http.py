@@ -1,177 +1,207 @@
 """One small aiohttp server: /healthz and /readyz for the kubelet, /metrics, /status.
 
-Every handler reads one `Snapshot` (the engine's read model) and nothing else. Signals are left
-to jcp's own handlers (handle_signals=False): the server is one more task that the stop event
-cancels.
+Every handler reads one `Snapshot` (the engine's read model) and nothing else, and no request
+may cost more than a small fixed share of the event loop the pulls run on: the snapshot is read
+at most once per `render_age`, the /status and /metrics bodies are rendered at most once per
+snapshot (and at most a tenth of the time), the probes do no work that grows with the image
+count, and `http_limits` bounds connections, pace and log lines. /status and /metrics may listen
+on another address than the probes (`--metrics-addr`). Signals are left to jcp's own handlers
+(handle_signals=False): the server is one more task that the stop event cancels.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from jcp.engine.state import ImageView, Snapshot
+from jcp.engine.state import Snapshot
+from jcp.observe.documents import health, parse_addr, readiness, status
+from jcp.observe.http_limits import BoundedSite, Pacer, tamed_logger
+from jcp.settings import HttpLimits
 
 SnapshotSource = Callable[[], Snapshot]
+MetricsBody = Callable[[Snapshot], tuple[bytes, str]]
+Extra = Callable[[], dict[str, Any]]
+"""More top-level sections of /status (e.g. the purge ledger's health)."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PROBES = ("/healthz", "/readyz")
+DATA = ("/metrics", "/status")
+__all__ = ["Surface", "health", "make_app", "parse_addr", "readiness", "serve", "status"]
 
 
-def parse_addr(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `:PORT` (all interfaces) or `[v6]:PORT`; raises ValueError."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - a node agent's probes come from the kubelet
-    return host, int(port)
+@dataclass
+class _Body:
+    snap: Snapshot
+    alive: bool
+    data: bytes
+    content_type: str
+    at: float
+    age: float
+    """Seconds it may be served: `render_age`, or ten times its rendering cost if more."""
 
 
-def health(snap: Snapshot, *, alive: bool) -> tuple[bool, str]:
-    """Alive unless the scheduler died, or a sweep has made no progress for far too long."""
-    if not alive:
-        return False, "scheduler task has stopped"
-    if snap.sweep is not None:
-        quiet = snap.taken - snap.last_progress
-        limit = snap.stall_timeout * 2 + 60
-        if quiet > limit and not snap.disk_guard_active:
-            return False, f"sweep {snap.sweep.number} has made no progress for {quiet:.0f}s"
-    return True, "ok"
+class Surface:
+    """The four endpoints over one cached read of the engine's snapshot."""
 
+    def __init__(
+        self,
+        snapshot: SnapshotSource,
+        metrics_body: MetricsBody,
+        alive: Callable[[], bool],
+        *,
+        extra: Extra | None = None,
+        limits: HttpLimits | None = None,
+    ) -> None:
+        self._source, self._metrics_body, self._alive = snapshot, metrics_body, alive
+        self._extra = extra
+        self.limits = limits or HttpLimits()
+        self._snap: Snapshot | None = None
+        self._snap_at = 0.0
+        self._bodies: dict[str, _Body] = {}
+        self._pacer = Pacer(self.limits.data_rate, max_wait=3600)
+        self._waiting = 0
+        self.renders = 0
+        self.listening: dict[str, tuple[str, int]] = {}
+        """What serves where, once listening: `all`, or `probes` and `data` -> (host, port)."""
+        """Bodies rendered so far (tests check that a burst of requests renders few)."""
 
-def readiness(snap: Snapshot) -> list[str]:
-    """What is missing before this node counts as warm enough to be ready."""
-    if snap.config.generation == 0:
-        why = f": {snap.config.last_error}" if snap.config.last_error else ""
-        return [f"no valid config loaded yet{why}"]
-    missing = []
-    if snap.runtime is None:
-        missing.append(f"container runtime at {snap.runtime_endpoint} has not answered")
-    if snap.last_full_sweep is None:
-        missing.append("first full sweep has not finished")
-    return missing
+    def snapshot(self) -> Snapshot:
+        """The engine's snapshot, read again at most once per `render_age` seconds."""
+        now = time.monotonic()
+        if self._snap is None or now - self._snap_at >= self.limits.render_age:
+            self._snap, self._snap_at = self._source(), now
+        return self._snap
 
+    def _body(self, name: str, render: Callable[[Snapshot, bool], tuple[bytes, str]]) -> _Body:
+        snap, alive, now = self.snapshot(), self._alive(), time.monotonic()
+        old = self._bodies.get(name)
+        if old is not None and (
+            (old.snap is snap and old.alive == alive) or now - old.at < old.age
+        ):
+            return old
+        data, content_type = render(snap, alive)
+        cost = time.monotonic() - now
+        body = _Body(snap, alive, data, content_type, now, max(self.limits.render_age, 10 * cost))
+        self._bodies[name] = body
+        self.renders += 1
+        return body
 
-def _image(view: ImageView) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "image": str(view.image),
-        "registry": view.registry,
-        "entry": view.entry,
-        "private": view.private,
-        "state": view.state,
-    }
-    if view.progress is not None and view.state == "pulling":
-        doc["progress"] = {"bytes": view.progress.current, "total": view.progress.total}
-    last = view.last
-    if last is not None:
-        doc["last"] = {
-            "outcome": str(last.outcome),
-            "duration": round(last.duration, 3),
-            "attempts": last.attempts,
-            "bytes": last.bytes,
-        }
-        if last.digest:
-            doc["digest"] = last.digest
-        if last.reason:
-            doc["last"]["reason"] = str(last.reason)
-            doc["last"]["message"] = last.message
-            doc["last"]["permanent"] = last.permanent
-    if view.next_retry is not None:
-        doc["next_retry"] = round(view.next_retry, 3)
-    return doc
+    def _status_body(self, snap: Snapshot, alive: bool) -> tuple[bytes, str]:
+        doc = status(snap, alive=alive)
+        if self._extra is not None:
+            doc.update(self._extra())
+        return json.dumps(doc, indent=1).encode(), "application/json"
 
+    def _metrics(self, snap: Snapshot, _alive: bool) -> tuple[bytes, str]:
+        return self._metrics_body(snap)
 
-def status(snap: Snapshot, *, alive: bool) -> dict[str, Any]:
-    runtime = snap.runtime
-    sweep, last = snap.sweep, snap.last_full_sweep
-    return {
-        "healthy": health(snap, alive=alive)[0],
-        "ready": not readiness(snap),
-        "config": {
-            "generation": snap.config.generation,
-            "digest": snap.config.digest,
-            "entries": snap.config.entries,
-            "interval": snap.config.interval,
-            "last_reload_ok": snap.config.last_reload_ok,
-            "last_error": snap.config.last_error,
-        },
-        "node_arch": snap.node_arch,
-        "runtime": {
-            "endpoint": snap.runtime_endpoint,
-            "kind": runtime.kind if runtime else None,
-            "name": runtime.name if runtime else None,
-            "version": runtime.version if runtime else None,
-            "reachable": snap.runtime_reachable,
-            "chosen_because": snap.runtime_choice,
-        },
-        "disk_guard": None
-        if snap.disk is None
-        else {
-            "path": snap.disk.path,
-            "free_bytes": snap.disk.free,
-            "required_bytes": snap.disk.required,
-            "active": snap.disk.active,
-        },
-        "image_fs": None
-        if snap.image_fs is None
-        else {
-            "mountpoint": snap.image_fs.mountpoint,
-            "used_bytes": snap.image_fs.used_bytes,
-            "inodes_used": snap.image_fs.inodes_used,
-        },
-        "sweep": None
-        if sweep is None
-        else {
-            "number": sweep.number,
-            "kind": sweep.kind,
-            "remaining": sweep.remaining,
-            "done": sweep.done,
-        },
-        "last_full_sweep": (
-            None if last is None else {"number": last.number, "summary": last.summary}
-        ),
-        "images": [_image(v) for v in snap.images],
-    }
+    async def _paced(
+        self, name: str, render: Callable[[Snapshot, bool], tuple[bytes, str]]
+    ) -> web.Response:
+        if self._waiting >= self.limits.data_waiting:
+            return web.Response(status=503, text="busy; try again\n", headers={"Retry-After": "1"})
+        delay = self._pacer.reserve(time.monotonic()) or 0.0
+        if delay > 0:
+            self._waiting += 1
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._waiting -= 1
+        body = self._body(name, render)
+        return web.Response(body=body.data, headers={"Content-Type": body.content_type})
 
-
-def make_app(
-    snapshot: SnapshotSource,
-    metrics_body: Callable[[Snapshot], tuple[bytes, str]],
-    alive: Callable[[], bool],
-) -> web.Application:
-    """ALIVE tells whether the scheduler's tasks still run; METRICS_BODY renders a scrape."""
-
-    async def healthz(_: web.Request) -> web.Response:
-        ok, why = health(snapshot(), alive=alive())
+    async def healthz(self, _: web.Request) -> web.Response:
+        ok, why = health(self.snapshot(), alive=self._alive(), now=time.monotonic())
         return web.Response(status=200 if ok else 503, text=why + "\n")
 
-    async def readyz(_: web.Request) -> web.Response:
-        missing = readiness(snapshot())
+    async def readyz(self, _: web.Request) -> web.Response:
+        missing = readiness(self.snapshot())
         if missing:
             return web.Response(status=503, text="not ready: " + "; ".join(missing) + "\n")
         return web.Response(text="ready\n")
 
-    async def metrics_handler(_: web.Request) -> web.Response:
-        body, content_type = metrics_body(snapshot())
-        return web.Response(body=body, headers={"Content-Type": content_type})
+    async def metrics(self, _: web.Request) -> web.Response:
+        return await self._paced("metrics", self._metrics)
 
-    async def status_handler(_: web.Request) -> web.Response:
-        return web.Response(
-            text=json.dumps(status(snapshot(), alive=alive()), indent=1),
-            content_type="application/json",
-        )
+    async def status(self, _: web.Request) -> web.Response:
+        return await self._paced("status", self._status_body)
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/status", status_handler)
-    return app
+    def app(self, paths: tuple[str, ...] = PROBES + DATA) -> web.Application:
+        """An application serving PATHS (all four by default)."""
+        handlers: dict[str, Handler] = {
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/metrics": self.metrics,
+            "/status": self.status,
+        }
+        app = web.Application()
+        for path in paths:
+            app.router.add_get(path, handlers[path])
+        return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+def make_app(
+    snapshot: SnapshotSource,
+    metrics_body: MetricsBody,
+    alive: Callable[[], bool],
+    *,
+    extra: Extra | None = None,
+    limits: HttpLimits | None = None,
+) -> Surface:
+    """ALIVE tells whether the scheduler's tasks still run; METRICS_BODY renders a scrape."""
+    return Surface(snapshot, metrics_body, alive, extra=extra, limits=limits)
+
+
+async def _listen(app: web.Application, host: str, port: int, limits: HttpLimits) -> web.AppRunner:
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=limits.idle_timeout,
+        logger=tamed_logger(),
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await BoundedSite(runner, host, port, max_connections=limits.max_connections).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def _bound(runner: web.AppRunner) -> tuple[str, int]:
+    host, port = runner.addresses[0][:2]
+    return str(host), int(port)
+
+
+async def serve(
+    surface: Surface, host: str, port: int, *, data: tuple[str, int] | None = None
+) -> web.AppRunner:
+    """Listen on HOST:PORT; with DATA, /status and /metrics there instead (the probes stay).
+
+    One runner is returned; its cleanup also stops the data listener.
+    """
+    if data is None or (data == (host, port) and port != 0):  # port 0: two free ports
+        runner = await _listen(surface.app(), host, port, surface.limits)
+        surface.listening = {"all": _bound(runner)}
+        return runner
+    data_runner = await _listen(surface.app(DATA), *data, surface.limits)
+    probes = surface.app(PROBES)
+
+    async def stop_data(_: web.Application) -> None:
+        await data_runner.cleanup()
+
+    probes.on_cleanup.append(stop_data)
+    try:
+        runner = await _listen(probes, host, port, surface.limits)
+    except BaseException:
+        await data_runner.cleanup()
+        raise
+    surface.listening = {"probes": _bound(runner), "data": _bound(data_runner)}
     return runner

@@ -26,6 +26,7 @@ from jcp import __version__
 from jcp.engine.events import Events
 from jcp.engine.state import Snapshot, SweepView
 from jcp.model.results import Outcome, PullResult
+from jcp.observe.ledger_metrics import LedgerHealth, LedgerMetrics
 from jcp.runtime.base import RuntimeInfo
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
@@ -179,6 +180,7 @@ class Metrics(Events):
             ["version", "docker_api_version", "arch", "node"],
             registry=r,
         )
+        self.ledger = LedgerMetrics(r)
         self._pull_series: dict[str, set[tuple[str, str]]] = {}
         self._cached_images: set[str] = set()
         self._failing: dict[str, str] = {}
@@ -256,8 +258,16 @@ class Metrics(Events):
         gauge.labels(*labels).set(1)
         self._labels[key] = labels
 
+    def watch_ledger(self, ledger: LedgerHealth) -> None:
+        self.ledger.watch(ledger)
+
+    def status_extra(self) -> dict[str, object]:
+        """Sections of /status that are not in the snapshot (the purge ledger's health)."""
+        return self.ledger.status()
+
     def render(self, snap: Snapshot) -> tuple[bytes, str]:
         self.sync(snap)
+        self.ledger.sync()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def sync(self, snap: Snapshot) -> None:

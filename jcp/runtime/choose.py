@@ -11,11 +11,19 @@
    >= 1.24 uses unless it was pointed at cri-dockerd (then step 1 says so).
 
 An explicit endpoint skips probing; an explicit kind without an endpoint probes only that kind's
-sockets (and for `docker` takes $DOCKER_HOST first, as the Docker CLI does).
+sockets (and for `docker` takes $DOCKER_HOST first, as the Docker CLI does). When step 1 wins
+while $DOCKER_HOST is set, the reason says that $DOCKER_HOST was set aside.
+
+A CRI endpoint that turns out to be Docker's own API (`--runtime cri` at
+/var/run/docker.sock) would fail deep in gRPC with HTTP/2 jargon; one `GET /_ping` over the
+socket tells it apart first (Docker answers with an `Api-Version` header), and the error says
+to use `--runtime docker`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +34,8 @@ from jcp.runtime.cri import CriRuntime
 from jcp.runtime.docker import DockerRuntime
 
 KINDS = ("auto", "docker", "cri")
+PING_TIMEOUT = 2.0
+"""Seconds one Docker `/_ping` over a CRI socket may take (a gRPC server closes at once)."""
 
 PROBES: tuple[tuple[str, str, str], ...] = (
     ("cri", "containerd", "run/containerd/containerd.sock"),
@@ -58,6 +68,33 @@ def kind_of(endpoint: str) -> str:
     return "docker" if Path(parts.path).name == "docker.sock" else "cri"
 
 
+async def speaks_docker(endpoint: str) -> bool:
+    """Whether the unix socket ENDPOINT answers Docker's `GET /_ping` (not the CRI's gRPC)."""
+    parts = urlsplit(_url(endpoint))
+    if parts.scheme != "unix":
+        return False
+    try:
+        async with asyncio.timeout(PING_TIMEOUT):
+            reader, writer = await asyncio.open_unix_connection(parts.path)
+            try:
+                writer.write(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                head = await reader.read(4096)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except (OSError, TimeoutError):
+        return False
+    return head.startswith(b"HTTP/1.") and b"\napi-version:" in head.lower()
+
+
+def _docker_not_cri(endpoint: str) -> NoRuntimeError:
+    return NoRuntimeError(
+        f"{endpoint} is not a CRI endpoint: this endpoint speaks Docker's API, use --runtime "
+        "docker (or --runtime auto, which tells them apart)"
+    )
+
+
 async def _answers(runtime: ImageRuntime) -> str | None:
     """None when it answers, else why not."""
     try:
@@ -78,6 +115,8 @@ async def _probe(kind: str, root: Path) -> tuple[ImageRuntime, str]:
             continue
         runtime = _make(probe_kind, f"unix://{path}")
         why_not = await _answers(runtime)
+        if why_not is not None and probe_kind == "cri" and await speaks_docker(str(path)):
+            why_not = "speaks Docker's API, not the CRI"
         if why_not is None:
             before = f" (before it: {'; '.join(tried)})" if tried else ""
             return runtime, f"{name} answers on {path}, first in the probe order{before}"
@@ -103,15 +142,24 @@ async def choose(
     """
     if kind not in KINDS:
         raise NoRuntimeError(f"unknown runtime kind {kind!r}; expected one of {', '.join(KINDS)}")
+    docker_host = os.environ.get("DOCKER_HOST")
     if endpoint:
         chosen = kind if kind != "auto" else kind_of(endpoint)
+        if chosen == "cri" and await speaks_docker(endpoint):
+            raise _docker_not_cri(endpoint)
         return _make(chosen, _url(endpoint)), f"--runtime-endpoint {endpoint} ({chosen})"
     if kubelet_endpoint and kind in ("auto", "cri"):
+        if await speaks_docker(kubelet_endpoint):
+            raise _docker_not_cri(kubelet_endpoint)
+        aside = (
+            f"; $DOCKER_HOST ({docker_host}) set aside: the kubelet's runtime comes first"
+            if docker_host and kind == "auto"
+            else ""
+        )
         return (
             CriRuntime(_url(kubelet_endpoint)),
-            f"the kubelet's container runtime endpoint is {kubelet_endpoint}",
+            f"the kubelet's container runtime endpoint is {kubelet_endpoint}{aside}",
         )
-    docker_host = os.environ.get("DOCKER_HOST")
     if docker_host and kind in ("auto", "docker"):
         return DockerRuntime(docker_host), f"$DOCKER_HOST is {docker_host}"
     return await _probe(kind, root)
