@@ -63,13 +63,20 @@ class BoundedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
 
+        loop = asyncio.get_running_loop()
+        fresh: set[asyncio.BaseProtocol] = set()
+        # A batch of accepts makes its protocols before any `connection_made` (call_soon) has
+        # registered them with the server: count those too, until their turn has come.
+
         def protocol() -> asyncio.Protocol:
-            if len(server.connections) >= self.max_connections:
+            if len(server.connections) + len(fresh) >= self.max_connections:
                 self.refused += 1
                 return _Busy()
-            return server()
+            handler = server()
+            fresh.add(handler)
+            loop.call_soon(fresh.discard, handler)
+            return handler
 
-        loop = asyncio.get_running_loop()
         self._server = await loop.create_server(protocol, self._host, self._port)
 
 

@@ -332,7 +332,7 @@ async def test_five_hundred_bad_requests_log_at_most_one_line_per_kind(
 
     kinds = list(BAD.values())
     answers = await asyncio.gather(*(send(kinds[i % len(kinds)]) for i in range(500)))
-    assert all(b"HTTP/1.1 400 " in a for a in answers), "each was answered (and logged first)"
+    assert all(b" 400 Bad Request" in a for a in answers), "each is answered (after logging)"
     new = [line for line in run.lines()[before:] if "sweep" not in line]
     size = sum(len(line) + 1 for line in new)
     print(f"500 bad requests: {len(new)} log lines ({size} bytes): {new}")

@@ -36,10 +36,9 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 def fill(d: Path) -> Path:
     """Write a file until the file system says ENOSPC; returns it (delete it to free the space)."""
     filler = d / "filler"
-    with filler.open("wb") as f, contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), filler.open("wb", buffering=0) as f:
         while True:
             f.write(b"x" * 512)
-            f.flush()
     with pytest.raises(OSError, match="No space left") as caught:
         (d / "probe").write_bytes(b"x" * 4096)
     assert caught.value.errno == errno.ENOSPC
