@@ -6,7 +6,7 @@ it knows the concrete runtime, to pin through containerd's own API on a CRI sock
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,11 +81,10 @@ async def _follow_labels(scheduler: Scheduler, node: NodeSettings, parts: NodePa
     labels = NodeLabels(node.node_name, api=node_api(node))
     parts.closers.append(labels.close)
 
-    def changed(found: Mapping[str, str] | None) -> None:
-        scheduler.labels_trouble = labels.trouble
-        scheduler.labels_changed(found)
+    def trouble(text: str | None) -> None:
+        scheduler.labels_trouble = text
 
-    await labels.run(changed)
+    await labels.run(scheduler.labels_changed, trouble)
 
 
 def _signal(scheduler: Scheduler, node: NodeSettings, parts: NodeParts) -> None:

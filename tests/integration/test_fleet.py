@@ -24,6 +24,7 @@ TOKEN = "fleet-token-do-not-log"
 LABEL = "jcp.nimbix.net/warm"
 STATE = f"{LABEL}-state"
 PRIVATE = "registry.example.com/solver:2.1"
+BIG = "registry.example.com/cuda:12"
 
 
 def annotate(kube: KubeApiStandIn, node: str, state: WarmState) -> None:
@@ -41,9 +42,9 @@ async def kube() -> AsyncIterator[KubeApiStandIn]:
     api = KubeApiStandIn(TOKEN)
     for name in ("node-a", "node-b", "node-c", "node-d"):
         api.add_node(name, labels={"pool": "gpu" if name != "node-d" else "cpu"})
-    # node-b: cold, 1 of 3, one image failing permanently; node-c: jcp never wrote there;
-    # node-d: warm, on the previous config generation.
-    annotate(api, "node-b", WarmState(2, 3, 1, failed_permanent=(PRIVATE,)))
+    # node-b: cold, 1 of 3, one image failing permanently, one still missing;
+    # node-c: jcp never wrote there; node-d: warm, on the previous config generation.
+    annotate(api, "node-b", WarmState(2, 3, 1, failed_permanent=(PRIVATE,), missing=(BIG,)))
     annotate(api, "node-d", WarmState(1, 2, 2))
     await api.start()
     yield api
@@ -115,20 +116,22 @@ async def test_the_table_the_json_and_which_nodes_miss_an_image(
     a = doc["nodes"][0]
     assert (a["warm"], a["present"], a["selected"], a["failed"]) == (True, 1, 2, [gone])
 
-    # Which nodes miss the image that fails: node-a (failed), node-b and node-c cannot say.
+    # Which nodes miss the image that fails: node-a (failed); cold node-b names what it
+    # misses (not this one); node-c has no annotation and cannot say.
     code, out, _ = await fleet(*token, "--image", gone, "-o", "json")
     assert code == 1
     assert json.loads(out) == {
         "image": gone,
         "missing": ["node-a"],
-        "unknown": ["node-b", "node-c"],
-        "notMissing": ["node-d"],
+        "unknown": ["node-c"],
+        "notMissing": ["node-b", "node-d"],
     }
-    # An image every warm node holds: node-a and node-d say so; cold node-b does not know.
-    code, out, _ = await fleet(*token, "--image", good, "-l", "pool=gpu")
+    # The image cold node-b still misses: it says so; node-c does not know.
+    code, out, _ = await fleet(*token, "--image", BIG, "-l", "pool=gpu")
     assert code == 1
-    assert out.splitlines()[0] == f"{good}: missing on 0 of 3 nodes"
-    assert "  unknown  node-b" in out
+    assert out.splitlines()[0] == f"{BIG}: missing on 1 of 3 nodes"
+    assert "  missing  node-b" in out
+    assert "  unknown  node-c" in out
 
 
 async def test_a_kubeconfig_is_read_like_kubectl_reads_it(
