@@ -11,7 +11,7 @@ never lags by more than that.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from jcp.engine.configs import ConfigSource
 from jcp.engine.disk import DiskGuard
@@ -55,6 +55,7 @@ def build(
     stall_timeout: float,
     choice: str | None,
     fleet_waiting: str | None = None,
+    labels: tuple[Mapping[str, str] | None, int, str | None] = (None, 0, None),
 ) -> Snapshot:
     """The Snapshot of those parts; each image's view is cached by its state until it changes,
     so a rebuild at 1000 images copies 1000 pointers."""
@@ -87,6 +88,9 @@ def build(
         stall_timeout=stall_timeout,
         images=tuple(s.view() for s in states),
         fleet_waiting=fleet_waiting,
+        node_labels=labels[0],
+        labels_waiting=labels[1],
+        labels_trouble=labels[2],
     )
 
 

@@ -285,7 +285,7 @@ class Scheduler:
         key = (self.book.rev.n, self.source.generation, self.source.last_error, disk.reading,
                disk.active, link.info, link.reachable, self.node_arch, self.image_fs,
                sweeps.current, sweeps.last_full, self.book.last_progress,
-               self.tools.fleet.slot.waiting())  # fmt: skip
+               self.tools.fleet.slot.waiting(), self.labels_trouble)  # fmt: skip
         return self._read.get(key)
 
     def _build_snapshot(self) -> Snapshot:
@@ -294,4 +294,5 @@ class Scheduler:
             states=self.book.states.values(), node_arch=self.node_arch, image_fs=self.image_fs,
             last_progress=self.book.last_progress, stall_timeout=self.settings.stall_timeout,
             choice=self.choice, fleet_waiting=self.tools.fleet.slot.waiting(),
+            labels=(self.labels, self._labels_said, self.labels_trouble),
         )  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -245,6 +246,12 @@ class Snapshot:
     images: tuple[ImageView, ...]
     waiting_for: str | None = None
     """What the agent waits for before its engine can start (a runtime to answer)."""
+    node_labels: Mapping[str, str] | None = None
+    """The node's labels the selection is made against; None: unknown."""
+    labels_waiting: int = 0
+    """Entries with a selector not pulled because the node's labels are unknown."""
+    labels_trouble: str | None = None
+    """Why the node's labels are unknown or may be stale."""
     fleet_waiting: str | None = None
     """While the node waits for a fleet slot: who holds the slots (`--fleet-parallelism`)."""
 

@@ -130,5 +130,26 @@ def status(snap: Snapshot, *, alive: bool) -> dict[str, Any]:
         "last_full_sweep": (
             None if last is None else {"number": last.number, "summary": last.summary}
         ),
+        "selection": {
+            "node_labels": None if snap.node_labels is None else dict(snap.node_labels),
+            "waiting_for_labels": snap.labels_waiting,
+            "labels_trouble": snap.labels_trouble,
+        },
+        "fleet_waiting": snap.fleet_waiting,
+        "disk_short": _disk_short(snap),
         "images": [_image(v) for v in snap.images],
     }
+
+
+def _disk_short(snap: Snapshot) -> list[str]:
+    """Selected images not cached because the disk is short: their pull did not fit, or the
+    guard holds every new pull back (then all that wait, lowest priority last in the queue)."""
+    return [
+        str(v.image)
+        for v in snap.images
+        if v.cached_since is None
+        and (
+            (v.last is not None and v.last.reason == "disk")
+            or (snap.disk_guard_active and v.state == "pending")
+        )
+    ]

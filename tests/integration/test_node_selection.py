@@ -3,6 +3,7 @@ labels through the API stand-in (LIST + WATCH) and pulls, or cancels, as a relab
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from devstack.kubeapi import KubeApiStandIn
 from devstack.proxy import ThrottleProxy
 from tests.support.helpers import entry, image_present, publish, wait_for
 from tests.support.jcp_process import JcpProcess, engine_args
+from tests.support.scrape import get
 
 Start = Callable[..., JcpProcess]
 TOKEN = "selection-token-do-not-log"
@@ -92,6 +94,11 @@ async def test_labels_unknown_then_the_api_comes_back(
     await run.wait_line(r"sweep 1 done.*1 pulled.*1 skipped", timeout=60)  # the rest goes on
     await run.wait_line(r"1 entries with a nodeSelector are not pulled: this node's labels")
     assert not await image_present(docker, cpu_only)
+    assert run.http is not None
+    doc = json.loads((await get(run.http + "/status"))[1])
+    assert doc["selection"]["node_labels"] is None
+    assert doc["selection"]["waiting_for_labels"] == 1
+    assert doc["selection"]["labels_trouble"]  # why: the API is not there
     await kube.start()  # the API is back: the labels are read, the entry selected
     await run.wait_line(rf"Pulled {cpu_only}", timeout=60)
     assert await image_present(docker, cpu_only)

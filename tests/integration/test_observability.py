@@ -224,6 +224,7 @@ async def test_disk_guard_holds_and_resumes_pulls(
     await run.wait_line(r"disk guard: .* below --min-free 4194304 bytes; new pulls wait")
     doc = json.loads((await get(base + "/status"))[1])
     assert doc["disk_guard"]["active"] is True
+    assert doc["disk_short"] == [ref]  # not cached because the disk is short
     assert doc["disk_guard"]["path"] == str(small_disk)
     m = samples((await get(base + "/metrics"))[1])
     assert value(m, "jcp_disk_guard_active") == 1
