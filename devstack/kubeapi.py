@@ -61,6 +61,7 @@ from typing import Any
 
 from aiohttp import web
 
+from devstack.kubeleases import Leases
 from devstack.kubepatch import Fail, apply_patch, conflict, parse_patch, status
 from devstack.kubeselect import field_selector, label_selector
 from devstack.kubewatch import GoneAs, History, Object, Watch, seconds
@@ -92,6 +93,7 @@ class KubeApiStandIn:
         self._forbidden: set[str] = set()
         self._before_patch: list[Callable[[], None]] = []
         self._runner: web.AppRunner | None = None
+        self.leases = Leases(self)  # /apis/coordination.k8s.io/v1/namespaces/{ns}/leases
 
     # -- the cluster's state ----------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class KubeApiStandIn:
         app.router.add_get("/api/v1/nodes", self._handle_collection, allow_head=False)
         app.router.add_get("/api/v1/nodes/{name}", self._handle, allow_head=False)
         app.router.add_patch("/api/v1/nodes/{name}", self._handle)
+        self.leases.route(app)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)

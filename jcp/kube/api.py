@@ -85,6 +85,11 @@ class NodeApi:
     def host(self) -> str:
         return str(self._configuration.host)
 
+    @property
+    def configuration(self) -> Configuration:
+        """Host, token and CA: other slices of the API (`lease_api.py`) use the same."""
+        return self._configuration
+
     async def get(self, name: str) -> JsonObject:
         return await self._call("GET", name, None, None)
 
