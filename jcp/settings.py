@@ -29,6 +29,9 @@ DEFAULT_START_JITTER = 10.0
 DEFAULT_LEDGER = Path("/var/lib/jcp/ledger.json")
 DEFAULT_UNTAINT_DEADLINE = 3600.0
 DEFAULT_PURGE_GRACE = 3600.0
+DEFAULT_FLEET_LEASE_SECONDS = 30
+"""`--fleet-lease-seconds`: a dead slot holder blocks its slot this long at most; renewals every
+third of it (kubelet's node Lease: 40 s, renewed every 10 s)."""
 
 
 class RuntimeChoice(StrEnum):
@@ -137,6 +140,23 @@ class NodeSettings:
     @property
     def uses_api(self) -> bool:
         return self.label is not None or self.untaint is not None
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """`jcp run`'s share of the fleet's pull budget (`jcp/kube/fleet.py`): off by default."""
+
+    parallelism: int = 0
+    """`--fleet-parallelism`: at most this many nodes pull from upstream at once; 0: no budget."""
+    namespace: str | None = None
+    """Where the slots' Leases live; None: the pod's own namespace (its service account's)."""
+    lease_seconds: int = DEFAULT_FLEET_LEASE_SECONDS
+    exempt_registries: tuple[str, ...] = ()
+    """Registry hosts whose pulls need no slot (a mirror in the cluster serves them)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.parallelism > 0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from jcp.settings import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_DISK_POLL,
     DEFAULT_DOCKER_CONFIG_ROOT,
+    DEFAULT_FLEET_LEASE_SECONDS,
     DEFAULT_LEDGER,
     DEFAULT_METRICS_ADDR,
     DEFAULT_MIN_FREE,
@@ -24,6 +25,7 @@ from jcp.settings import (
     DEFAULT_RETRIES,
     DEFAULT_STALL_TIMEOUT,
     DEFAULT_UNTAINT_DEADLINE,
+    FleetSettings,
     MinFree,
     NodeSettings,
 )
@@ -345,6 +347,51 @@ def add_node_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEFAULT_LEDGER,
         help="jcp's record of the images it pulled, on a hostPath (default: %(default)s)",
+    )
+
+
+def add_fleet_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fleet pull budget (off by default)")
+    g.add_argument(
+        "--fleet-parallelism",
+        type=_count_or_zero,
+        default=0,
+        metavar="K",
+        help="at most K nodes of the cluster pull from upstream at once (Leases jcp-fleet-0.."
+        "K-1; needs get/list/create/update/delete on leases in jcp's namespace); 0: no budget",
+    )
+    g.add_argument(
+        "--fleet-namespace",
+        default=None,
+        metavar="NS",
+        help="namespace of the fleet's Leases (default: the pod's own)",
+    )
+    g.add_argument(
+        "--fleet-lease-seconds",
+        type=_count,
+        default=DEFAULT_FLEET_LEASE_SECONDS,
+        metavar="SECONDS",
+        help="a node that dies holding a slot frees it after this long (default: %(default)s)",
+    )
+    g.add_argument(
+        "--fleet-exempt-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="pulls from this registry need no slot (a mirror in the cluster); repeatable",
+    )
+
+
+def _count_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _count(text)
+
+
+def fleet_settings_from(args: argparse.Namespace) -> FleetSettings:
+    return FleetSettings(
+        parallelism=args.fleet_parallelism,
+        namespace=args.fleet_namespace or None,
+        lease_seconds=args.fleet_lease_seconds,
+        exempt_registries=tuple(args.fleet_exempt_registry),
     )
 
 

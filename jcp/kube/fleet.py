@@ -1,25 +1,22 @@
 """The fleet's pull budget on the Kubernetes API: at most K nodes pull from upstream at once.
 
-200 nodes pulling one 15 GB image at once all crawl, and none is warm until nearly all are; K at
-a time warms the median node sooner. The slots are Leases `jcp-fleet-0..K-1` in jcp's namespace,
-used as leader election uses them (client-go's `resourcelock`): taken with optimistic
-concurrency (create, or update carrying the resourceVersion read; 409: another node won),
-renewed every leaseDurationSeconds/3 while held, given back by clearing `holderIdentity`.
+200 nodes pulling one 15 GB image at once all crawl; K at a time warm the median node sooner.
+The slots are Leases `jcp-fleet-0..K-1` in jcp's namespace, used as leader election uses them
+(client-go's `resourcelock`): taken with optimistic concurrency (create, or update with the
+resourceVersion read; 409: another node won), renewed every leaseDurationSeconds/3 while held,
+given back by clearing `holderIdentity`.
 
 - **Takeover**: a holder that stops renewing (its pod killed, its node gone) loses the slot once
   the lease's resourceVersion has not changed for a whole lease duration, measured on the
   taker's own monotonic clock (`fleet_queue.Sightings`): clock skew cannot hand one slot to two.
-- **Fair**: a waiting node puts itself in a queue, a Lease `jcp-fleet-wait-<node>` (renewed
-  while it waits, so a dead waiter drops out after a lease duration) ordered by the API
-  server's `creationTimestamp`. The waiter N-th in the queue may only take the N-th free slot,
-  so a freed slot goes to the oldest waiter, and waiters do not stampede on one slot. A waiter
-  gets a slot once the nodes ahead of it have had theirs: bounded by (its place / K) holds,
-  each a node's warm-up, which `--pull-timeout` bounds per image.
-- **Never stuck**: the API unreachable for `trouble_wait` seconds (or refusing jcp: 401, 403,
-  no in-cluster config) makes acquire() return as if granted, said once; the node pulls on its
-  own and asks again at its next pull. A held slot it cannot renew for a lease duration ends
-  its claim (said once) and it carries on; a renewal answered 409 means another node took
-  the slot over.
+- **Fair**: a waiting node joins a queue, a Lease `jcp-fleet-wait-<node>` (renewed while it
+  waits: a dead waiter drops out after a lease duration) ordered by its `creationTimestamp`. The
+  waiter N-th in the queue may only take the N-th free slot, so a freed slot goes to the oldest
+  waiter, and waiters do not stampede on one slot. A waiter's wait is bounded: (its place / K)
+  holds, each a warm-up (`--pull-timeout` per image).
+- **Never stuck**: the API unreachable for `trouble_wait` seconds, or refusing jcp (401, 403,
+  no in-cluster config): acquire() returns as if granted, said once, and asks again at the next
+  pull. A slot it cannot renew for a lease duration ends its claim (said once); it carries on.
 """
 
 from __future__ import annotations
@@ -33,8 +30,9 @@ import time
 from collections.abc import Callable
 
 from jcp.kube import fleet_queue as q
-from jcp.kube.api import JsonObject, KubeError
-from jcp.kube.lease_api import LeaseApi
+from jcp.kube.api import JsonObject, KubeError, NodeApi
+from jcp.kube.lease_api import LeaseApi, pod_namespace
+from jcp.settings import FleetSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +40,18 @@ RBAC_RULE = (
     f'apiGroups: ["{q.GROUP}"], resources: ["leases"], verbs: ["get", "list", "watch", "create", '
     '"update", "delete"] (a Role in jcp\'s namespace)'
 )
-NO_CONFIG = 0
-"""KubeError status of a client that cannot be made (no in-cluster config): no use waiting."""
+NO_CONFIG = 0  # the KubeError status of a client that cannot be made (no in-cluster config)
 _HOPELESS = frozenset({NO_CONFIG, 401, 403, 404})
 """Answers that waiting will not change (404: jcp's namespace does not exist)."""
 HEAD_POLL = 1.0
 """Seconds between listings for a waiter near the head of the queue (the rest: lease / 3)."""
+
+
+def lease_slot(fleet: FleetSettings, node: str, api: Callable[[], NodeApi]) -> LeaseSlot:
+    """The slot `jcp run` hands the engine (NODE: $NODE_NAME, else the pod's host name)."""
+    namespace = fleet.namespace or pod_namespace() or "default"
+    return LeaseSlot(node, fleet.parallelism, lease_seconds=fleet.lease_seconds,
+                     api=lambda: LeaseApi.of(api(), namespace))  # fmt: skip
 
 
 class LeaseSlot:

@@ -8,6 +8,8 @@ service account, or an explicit host and token), and with the same rule for fail
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -16,6 +18,15 @@ from kubernetes_asyncio.config import ConfigException
 from jcp.kube.api import DEFAULT_TIMEOUT, JsonObject, KubeError, NodeApi, _from_answer, _plain
 
 _COLLECTION = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def pod_namespace(path: Path = NAMESPACE_FILE) -> str | None:
+    """The pod's own namespace, as its service account token's volume holds it; None outside."""
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 class LeaseApi:
