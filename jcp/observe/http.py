@@ -1,12 +1,13 @@
 """One small aiohttp server: /healthz and /readyz for the kubelet, /metrics, /status.
 
 Every handler reads one `Snapshot` (the engine's read model) and nothing else, and no request
-may cost more than a small fixed share of the event loop the pulls run on: the snapshot is read
-at most once per `render_age`, the /status and /metrics bodies are rendered at most once per
-snapshot (and at most a tenth of the time), the probes do no work that grows with the image
-count, and `http_limits` bounds connections, pace and log lines. /status and /metrics may listen
-on another address than the probes (`--metrics-addr`). Signals are left to jcp's own handlers
-(handle_signals=False): the server is one more task that the stop event cancels.
+may cost more than a small fixed share of the event loop the pulls run on: rendering /status
+and /metrics may take a tenth of the time (`render_share`: a body that took 25 ms to render is
+served again for 0.5 s, one that took 1 ms for 20 ms), the probes read a snapshot at most a
+second old and do no work that grows with the image count, and `http_limits` bounds
+connections, pace and log lines. /status and /metrics may listen on another address than the
+probes (`--metrics-addr`). Signals are left to jcp's own handlers (handle_signals=False): the
+server is one more task that the stop event cancels.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class _Body:
     data: bytes
     content_type: str
     at: float
-    age: float
-    """Seconds it may be served: `render_age`, or ten times its rendering cost if more."""
+    gap: float
+    """Seconds it is served again before a fresh render: its cost / (`render_share` / 2), so
+    that the two bodies together take at most `render_share` of the time, without bursts."""
 
 
 class Surface:
@@ -67,27 +69,29 @@ class Surface:
         self._pacer = Pacer(self.limits.data_rate, max_wait=3600)
         self._waiting = 0
         self.renders = 0
+        """Bodies rendered so far (tests check that a burst of requests renders few)."""
         self.listening: dict[str, tuple[str, int]] = {}
         """What serves where, once listening: `all`, or `probes` and `data` -> (host, port)."""
-        """Bodies rendered so far (tests check that a burst of requests renders few)."""
 
     def snapshot(self) -> Snapshot:
-        """The engine's snapshot, read again at most once per `render_age` seconds."""
+        """The engine's snapshot for the probes: read again at most once per `probe_age`."""
         now = time.monotonic()
-        if self._snap is None or now - self._snap_at >= self.limits.render_age:
+        if self._snap is None or now - self._snap_at >= self.limits.probe_age:
             self._snap, self._snap_at = self._source(), now
         return self._snap
 
     def _body(self, name: str, render: Callable[[Snapshot, bool], tuple[bytes, str]]) -> _Body:
-        snap, alive, now = self.snapshot(), self._alive(), time.monotonic()
         old = self._bodies.get(name)
-        if old is not None and (
-            (old.snap is snap and old.alive == alive) or now - old.at < old.age
-        ):
+        started = time.monotonic()
+        if old is not None and started - old.at < old.gap:
             return old
+        snap, alive = self._source(), self._alive()
+        self._snap, self._snap_at = snap, started
+        if name == "status" and old is not None and old.snap is snap and old.alive == alive:
+            return old  # nothing /status shows has changed (extra sections aside: rare)
         data, content_type = render(snap, alive)
-        cost = time.monotonic() - now
-        body = _Body(snap, alive, data, content_type, now, max(self.limits.render_age, 10 * cost))
+        cost = time.monotonic() - started
+        body = _Body(snap, alive, data, content_type, started, cost * 2 / self.limits.render_share)
         self._bodies[name] = body
         self.renders += 1
         return body
