@@ -6,13 +6,15 @@ it knows the concrete runtime, to pin through containerd's own API on a CRI sock
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jcp.engine.events import Events
+from jcp.engine.fleet import FleetSlot
 from jcp.engine.scheduler import Scheduler
-from jcp.settings import NodeSettings
+from jcp.settings import FleetSettings, NodeSettings
 
 if TYPE_CHECKING:
     from jcp.kube.api import NodeApi
@@ -52,6 +54,13 @@ def node_lifecycle(scheduler: Scheduler, node: NodeSettings, metrics: Metrics | 
         parts.sinks.append(purger)
         parts.tasks.append(("purger", purger.run()))
     return parts
+
+
+def fleet_slot(fleet: FleetSettings, node: NodeSettings) -> FleetSlot:
+    """The node's claim on the fleet's pull budget: Leases in jcp's namespace."""
+    from jcp.kube.fleet import lease_slot  # noqa: PLC0415 - kubernetes_asyncio is heavy
+
+    return lease_slot(fleet, node.node_name or socket.gethostname(), node_api(node))
 
 
 def node_api(node: NodeSettings) -> Callable[[], NodeApi]:

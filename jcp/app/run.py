@@ -13,21 +13,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jcp.app import modes
+from jcp.app.modes import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, RunOptions, Task
 from jcp.app.runtime import find_runtime
 from jcp.engine import readmodel
 from jcp.engine.events import Fanout
+from jcp.engine.fleet import FleetHold
 from jcp.engine.runtime_link import RuntimeUnavailableError, UnknownArchError
 from jcp.engine.scheduler import Scheduler
 from jcp.engine.state import Snapshot
 from jcp.model.errors import JcpError
-from jcp.settings import DEFAULT_HTTP_ADDR, Inspect, NodeSettings, Refresh, Settings
+from jcp.settings import (
+    Inspect,
+    Refresh,
+    Settings,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -40,23 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-
-Task = tuple[str, Coroutine[Any, Any, None]]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What `jcp run` adds around the scheduler."""
-
-    http_addr: str | None = DEFAULT_HTTP_ADDR
-    metrics_addr: str | None = None
-    """Where /status and /metrics listen when not beside the probes (None: with them)."""
-    start_jitter: float = 0.0
-    host_root: Path | None = None
-    node: NodeSettings = field(default_factory=NodeSettings)
+__all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "RunOptions", "main"]
 
 
 class _Agent:
@@ -79,68 +68,6 @@ class _Agent:
 
     def waiting(self, why: str) -> None:
         self.waiting_for = why
-
-
-async def _forever(name: str, coro: Coroutine[Any, Any, None]) -> None:
-    """A task that should never return: if it does, that is a bug, and it is said loudly."""
-    await coro
-    log.error(f"BUG: task {name} returned; jcp stops so that the pod restarts it")
-    raise RuntimeError(f"{name} returned")
-
-
-async def _run_forever(scheduler: Scheduler, options: RunOptions, extra: list[Task]) -> int:
-    from jcp.inputs.watch import SecretWatch, watch_dir  # noqa: PLC0415 - see the note on imports
-
-    settings = scheduler.settings
-    await scheduler.reload()
-    secrets = SecretWatch(settings.docker_config_root, scheduler.secrets_changed)
-
-    async def reload() -> None:
-        await scheduler.reload()
-
-    watchers: list[Task] = [
-        ("config watcher", watch_dir(settings.config_dir, reload, poll=settings.poll,
-                                     what="config directory")),
-        ("secret watcher", watch_dir(settings.docker_config_root, secrets.tick,
-                                     poll=settings.poll, what="secrets directory",
-                                     recursive=True)),
-    ]  # fmt: skip
-    pullers = [(f"puller {i}", c) for i, c in enumerate(scheduler.pullers())]
-    async with asyncio.TaskGroup() as tg:
-        for name, coro in [*extra, *watchers, *pullers, ("sweeper", _sweeps(scheduler, options))]:
-            tg.create_task(_forever(name, coro))
-    return EXIT_OK
-
-
-async def _sweeps(scheduler: Scheduler, options: RunOptions) -> None:
-    loop = asyncio.get_running_loop()
-    await scheduler.wait_config()
-    if options.host_root is not None and scheduler.label.startswith("Docker"):
-        from jcp.lifecycle import runtime_check  # noqa: PLC0415 - see the note on imports above
-
-        runtime_check.warn_if_other_runtime(options.host_root)
-    if options.start_jitter > 0:
-        delay = random.uniform(0, options.start_jitter)  # noqa: S311 - spreading load, not crypto
-        log.info(f"start jitter: first sweep in {delay:.1f}s")
-        await asyncio.sleep(delay)
-    while True:
-        await scheduler.connect(give_up=False)
-        sweep = await scheduler.run_sweep()
-        await scheduler.wait_interval(sweep.ended or loop.time())
-
-
-async def _run_once(scheduler: Scheduler) -> int:
-    await scheduler.reload()
-    if scheduler.config is None:
-        return EXIT_CONFIG
-    try:
-        await scheduler.connect(give_up=True)
-    except RuntimeUnavailableError as exc:
-        log.error(f"ERROR: {exc}")
-        return EXIT_FAILED
-    async with scheduler.pulling():
-        sweep = await scheduler.run_sweep()
-    return EXIT_FAILED if sweep.failed else EXIT_OK
 
 
 def _domain_error(exc: BaseException) -> JcpError | None:
@@ -173,7 +100,10 @@ async def _serve(options: RunOptions, agent: _Agent, metrics: Metrics) -> web.Ap
 
 
 def _build(
-    settings: Settings, found: tuple[Any, str, str], metrics: Metrics | None
+    settings: Settings,
+    found: tuple[Any, str, str],
+    metrics: Metrics | None,
+    fleet: FleetHold | None,
 ) -> tuple[Scheduler, list[Callable[[], Awaitable[None]]]]:
     """The engine over the chosen runtime, with the registry client when it is asked (and
     what to close at exit)."""
@@ -188,7 +118,15 @@ def _build(
             on_limits=metrics.registry_limits if metrics is not None else None,
         )
     events = Fanout(*([metrics] if metrics is not None else []))
-    scheduler = Scheduler(settings, runtime, label=label, events=events, choice=why, remote=remote)
+    scheduler = Scheduler(
+        settings,
+        runtime,
+        label=label,
+        events=events,
+        choice=why,
+        remote=remote,
+        fleet=fleet,
+    )
     return scheduler, [remote.close] if remote is not None else []
 
 
@@ -207,7 +145,9 @@ async def main(
         loop.add_signal_handler(sig, stop.set)
     if not once:  # SIGHUP never stops the agent, not even before a runtime answers
         loop.add_signal_handler(signal.SIGHUP, hup.set)
-    side: list[asyncio.Task[Any]] = [asyncio.create_task(_on_hup(agent, hup))]
+    side: list[asyncio.Task[Any]] = [
+        asyncio.create_task(modes.on_hup(lambda: agent.scheduler, hup))
+    ]
     runner = None
     try:
         metrics = None
@@ -268,7 +208,14 @@ async def _drive(
     """Build the engine over the runtime found, run it, and turn its end into an exit code."""
     once, options, display = run.once, run.options, run.display
     log.info(f"runtime: {found[1]} ({found[2]})", extra={"fields": {"event": "runtime_chosen"}})
-    scheduler, closers = _build(run.settings, found, metrics)
+    fleet = None
+    if not once and options.fleet.enabled:
+        from jcp.app.node import fleet_slot  # noqa: PLC0415 - kubernetes_asyncio is heavy
+
+        exempt = frozenset(options.fleet.exempt_registries)
+        fleet = FleetHold(fleet_slot(options.fleet, options.node), exempt=exempt)
+        agent.closers.append(fleet.close)
+    scheduler, closers = _build(run.settings, found, metrics, fleet)
     agent.closers.extend(closers)
     if not once:
         from jcp.app.node import node_lifecycle  # noqa: PLC0415
@@ -279,7 +226,7 @@ async def _drive(
         agent.tasks, agent.closers = parts.tasks, [*agent.closers, *parts.closers]
     agent.scheduler = scheduler
     work = asyncio.create_task(
-        _run_once(scheduler) if once else _run_forever(scheduler, options, agent.tasks)
+        modes.run_once(scheduler) if once else modes.run_forever(scheduler, options, agent.tasks)
     )
     agent.work = work
     if display is not None:
@@ -301,30 +248,6 @@ async def _drive(
             raise
         log.error(f"ERROR: {known}")
         return EXIT_CONFIG if isinstance(known, UnknownArchError) else EXIT_FAILED
-
-
-HUP_SETTLE = 0.25
-"""Seconds a SIGHUP waits for more: a burst of signals becomes one reload."""
-
-
-async def _on_hup(agent: _Agent, hup: asyncio.Event) -> None:
-    while True:
-        await hup.wait()
-        signals = 0
-        while hup.is_set():  # coalesce: whatever arrives while settling joins this reload
-            hup.clear()
-            signals += 1
-            await asyncio.sleep(HUP_SETTLE)
-        more = f" ({signals} signals)" if signals > 1 else ""
-        scheduler = agent.scheduler
-        if scheduler is None:
-            log.info(f"SIGHUP{more}: still looking for a container runtime; the config and the "
-                     "secrets are read once one answers")  # fmt: skip
-            continue
-        log.info(f"SIGHUP: re-reading the config and the secrets{more}")
-        if not await scheduler.reload(force=True) and scheduler.source.last_error is None:
-            log.info("SIGHUP: the config in force is unchanged")
-        scheduler.secrets_changed()
 
 
 async def _cleanup(

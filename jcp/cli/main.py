@@ -54,6 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "Docker while the kubelet uses containerd or CRI-O",
     )
     options.add_node_options(run)
+    options.add_http_options(run)
+    options.add_fleet_options(run)
     once = sub.add_parser(
         "once", help="one sweep, then exit: 0 all cached, 1 something failed, 2 bad config"
     )
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     if not once:
         run_options = app.RunOptions(
             http_addr=args.http_addr or None,
+            metrics_addr=args.metrics_addr or None,
+            fleet=options.fleet_settings_from(args),
             start_jitter=args.start_jitter,
             host_root=args.host_root,
             node=options.node_settings_from(args),

@@ -51,8 +51,12 @@ class NoBudget:
 class FleetHold:
     """The node's slot, held while any pull runs (reference counted)."""
 
-    def __init__(self, slot: FleetSlot, *, linger: float = LINGER) -> None:
+    def __init__(
+        self, slot: FleetSlot, *, exempt: frozenset[str] = frozenset(), linger: float = LINGER
+    ) -> None:
         self.slot = slot
+        self.exempt = exempt
+        """Registry hosts whose pulls need no slot: a mirror in the cluster serves them."""
         self._linger = linger
         self._users = 0
         self._held = False
@@ -65,8 +69,11 @@ class FleetHold:
         return self._held
 
     @contextlib.asynccontextmanager
-    async def pulling(self) -> AsyncIterator[None]:
-        """For the length of one pull from upstream."""
+    async def pulling(self, registry: str) -> AsyncIterator[None]:
+        """For the length of one pull from REGISTRY (upstream, unless it is exempt)."""
+        if registry in self.exempt:
+            yield
+            return
         self._users += 1
         if self._release is not None:
             self._release.cancel()

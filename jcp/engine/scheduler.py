@@ -23,7 +23,7 @@ from jcp.engine import readmodel, report, tools, worker
 from jcp.engine.configs import ConfigSource
 from jcp.engine.desk import Book, Desk
 from jcp.engine.events import Events, Fanout
-from jcp.engine.fleet import FleetSlot
+from jcp.engine.fleet import FleetHold
 from jcp.engine.intake import Intake
 from jcp.engine.plan import Observed
 from jcp.engine.remote import Remote
@@ -49,7 +49,7 @@ class Scheduler:
         events: Events | None = None,
         choice: str | None = None,
         remote: Remote | None = None,
-        fleet: FleetSlot | None = None,
+        fleet: FleetHold | None = None,
     ) -> None:
         self.settings = settings
         self.choice = choice

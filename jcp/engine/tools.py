@@ -14,7 +14,7 @@ from typing import Protocol
 from jcp.engine.credentials import Credentials
 from jcp.engine.disk import DiskGuard
 from jcp.engine.events import Events
-from jcp.engine.fleet import FleetHold, FleetSlot, NoBudget
+from jcp.engine.fleet import FleetHold, NoBudget
 from jcp.engine.gate import RegistryGate
 from jcp.engine.intake import Item
 from jcp.engine.job import JobLimits
@@ -118,7 +118,7 @@ def assemble(
     remote: Remote | None,
     events: Events,
     *,
-    fleet: FleetSlot | None = None,
+    fleet: FleetHold | None = None,
 ) -> Tools:
     """The one set of tools every puller of an engine shares."""
     gate = RegistryGate(settings.rate_limit_pause, events.rate_limited)
@@ -136,5 +136,5 @@ def assemble(
         refresh=settings.refresh,
         limits=JobLimits(settings.pull_timeout, settings.stall_timeout),
         outlast_runtime=settings.outlast_runtime,
-        fleet=FleetHold(fleet or NoBudget()),
+        fleet=fleet or FleetHold(NoBudget()),
     )

@@ -131,7 +131,9 @@ async def _pull(job: Job, t: Tools, auth: RegistryAuth | None, size: int, why: W
     report.pull_started(target, job.item.attempt, present=present, why=why)
     t.disk.reserved[target.key] = size * UNPACKED_PER_COMPRESSED
     try:
-        async with t.fleet.pulling():  # waiting for a slot is before the stall clock starts
+        async with t.fleet.pulling(
+            target.registry
+        ):  # waiting for a slot is before the stall clock starts
             return await attempt(
                 t.runtime,
                 target.image,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from jcp.engine.fleet import FleetHold
 from jcp.engine.scheduler import Scheduler
 from jcp.model.failures import Backoff
 from jcp.runtime.fake import ScriptedRuntime
@@ -48,7 +49,7 @@ async def test_no_pull_before_the_slot_then_one_claim_for_all_pulls(tmp_path: Pa
         concurrency=3,
         backoff=Backoff(base=0.01, cap=0.05, retries=1),
     )
-    s = Scheduler(settings, runtime, label="scripted", env={}, fleet=slot)
+    s = Scheduler(settings, runtime, label="scripted", env={}, fleet=FleetHold(slot))
     assert await s.reload()
     await s.connect(give_up=True)
     hold = s.tools.fleet
@@ -75,7 +76,7 @@ async def test_a_steady_sweep_never_asks_for_a_slot(tmp_path: Path) -> None:
         docker_config_root=tmp_path / "docker",
         refresh=Settings().refresh.NEVER,
     )
-    s = Scheduler(settings, runtime, label="scripted", env={}, fleet=slot)
+    s = Scheduler(settings, runtime, label="scripted", env={}, fleet=FleetHold(slot))
     assert await s.reload()
     await s.connect(give_up=True)
     async with s.pulling():
