@@ -18,14 +18,13 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import ConfigException, load_kube_config
-
-from jcp.kube.api import JsonObject, KubeError, NodeApi
 from jcp.kube.keys import label_problem, state_annotation
 from jcp.model.refs import parse_reference
+
+if TYPE_CHECKING:  # kubernetes_asyncio takes most of a second to import: only `jcp fleet` pays
+    from jcp.kube.api import JsonObject, NodeApi
 
 DEFAULT_LABEL = "jcp.nimbix.net/warm"
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
@@ -135,6 +134,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 async def _api(args: argparse.Namespace) -> NodeApi:
     """--kube-api, else a kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config), else the
     pod's service account."""
+    from kubernetes_asyncio.client import Configuration  # noqa: PLC0415 - see the imports
+    from kubernetes_asyncio.config import ConfigException, load_kube_config  # noqa: PLC0415
+
+    from jcp.kube.api import KubeError, NodeApi  # noqa: PLC0415
+
     if args.kube_api:
         token = args.kube_token_file.read_text().strip() if args.kube_token_file else None
         return NodeApi.connect(args.kube_api, token)
@@ -230,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"jcp fleet: error: --image: {exc}", file=sys.stderr)
         return 2
+    from jcp.kube.api import KubeError  # noqa: PLC0415 - see the imports
+
     try:
         nodes = asyncio.run(collect(args))
     except (KubeError, OSError) as exc:
