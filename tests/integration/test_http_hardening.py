@@ -163,7 +163,10 @@ async def test_fifty_scrapers_neither_slow_the_sweeps_nor_the_probes(
     unique: Callable[[str], str],
 ) -> None:
     run, base = await _steady_run(tmp_path, open_client, docker, docker_root, jcp, unique("load"))
+    quiet_probes = asyncio.create_task(_healthz_latencies(base, tmp_path / "stop-quiet"))
     quiet = await _sweep_times(run, 3, after=1)
+    (tmp_path / "stop-quiet").touch()
+    p99_quiet = _p99(await quiet_probes)
     stop = asyncio.Event()
     budget = [3000]  # the load is bounded in count (and in time: the sweeps below)
     load_started = max(_sweeps(run))
@@ -178,10 +181,13 @@ async def test_fifty_scrapers_neither_slow_the_sweeps_nor_the_probes(
     unloaded, under_load = statistics.median(quiet), statistics.median(loaded)
     print(
         f"1000 images: steady sweep {unloaded:.1f}s unloaded, {under_load:.1f}s under 50 "
-        f"scrapers ({served} answers); /healthz p99 {p99 * 1000:.1f} ms over {len(latencies)}"
+        f"scrapers ({served} answers); /healthz p99 {p99_quiet * 1000:.1f} ms unloaded, "
+        f"{p99 * 1000:.1f} ms under load ({len(latencies)} probes)"
     )
     assert served > 50, "the scrapers were answered"
-    assert p99 < 0.1
+    # On a quiet machine both are a few ms; on a shared CI machine the scheduler's own delay
+    # (seen unloaded) is not jcp's doing.
+    assert p99 < max(0.1, 2 * p99_quiet)
     assert under_load <= max(1.5 * unloaded, unloaded + 0.2)  # the log's figure has one decimal
 
 
