@@ -10,8 +10,6 @@ counters.
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -22,10 +20,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-from jcp import __version__
 from jcp.engine.events import Events
 from jcp.engine.state import Snapshot, SweepView
 from jcp.model.results import Outcome, PullResult
+from jcp.observe import metrics_sync
 from jcp.observe.ledger_metrics import LedgerHealth, LedgerMetrics
 from jcp.runtime.base import RuntimeInfo
 
@@ -180,10 +178,20 @@ class Metrics(Events):
             ["version", "docker_api_version", "arch", "node"],
             registry=r,
         )
+        self.fleet_waiting = Gauge(
+            "jcp_fleet_waiting",
+            "1 while this node waits for a fleet pull slot (--fleet-parallelism), else 0",
+            registry=r,
+        )
+        self.labels_waiting = Gauge(
+            "jcp_images_waiting_for_labels",
+            "Entries with a nodeSelector not pulled because this node's labels are unknown",
+            registry=r,
+        )
         self.ledger = LedgerMetrics(r)
-        self._pull_series: dict[str, set[tuple[str, str]]] = {}
-        self._cached_images: set[str] = set()
-        self._failing: dict[str, str] = {}
+        self.pull_series: dict[str, set[tuple[str, str]]] = {}
+        self.cached_images: set[str] = set()
+        self.failing_reasons: dict[str, str] = {}
         self._labels: dict[str, tuple[str, ...]] = {}
 
     # -- events -----------------------------------------------------------------------------
@@ -194,7 +202,7 @@ class Metrics(Events):
 
     def runtime_seen(self, info: RuntimeInfo) -> None:
         self.runtime_up.set(1)
-        self._set_once(
+        self.set_once(
             self.runtime_info, "runtime", (info.kind, info.name, info.version, info.endpoint)
         )
 
@@ -223,7 +231,7 @@ class Metrics(Events):
         image = str(result.image)
         label = str(result.reason) if result.reason else ""
         self.pulls.labels(image, str(result.outcome), label).inc()
-        self._pull_series.setdefault(image, set()).add((str(result.outcome), label))
+        self.pull_series.setdefault(image, set()).add((str(result.outcome), label))
         self.duration.labels(str(result.outcome)).observe(result.duration)
 
     def rate_limited(self, registry: str, pause: float) -> None:
@@ -249,7 +257,7 @@ class Metrics(Events):
 
     # -- a scrape ---------------------------------------------------------------------------
 
-    def _set_once(self, gauge: Gauge, key: str, labels: tuple[str, ...]) -> None:
+    def set_once(self, gauge: Gauge, key: str, labels: tuple[str, ...]) -> None:
         old = self._labels.get(key)
         if old == labels:
             return
@@ -271,46 +279,5 @@ class Metrics(Events):
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def sync(self, snap: Snapshot) -> None:
-        """Gauges from the snapshot; per-image series of images no longer selected go away."""
-        if snap.config.generation:
-            self.generation.set(snap.config.generation)
-            self.configured.set(snap.config.entries)
-            self._set_once(self.config_info, "config", (snap.config.digest or "",))
-        if snap.runtime is not None:
-            arch = snap.node_arch or snap.runtime.raw_arch
-            node = os.environ.get("NODE_NAME", "")
-            self._set_once(self.build, "build", (__version__, snap.runtime.api_version, arch, node))
-        self.disk_guard.set(1 if snap.disk_guard_active else 0)
-        if snap.disk is not None:
-            self.disk_free.set(snap.disk.free)
-        fs = snap.image_fs
-        if fs is not None and fs.used_bytes is not None:
-            self.image_fs_used.set(fs.used_bytes)
-        if fs is not None and fs.inodes_used is not None:
-            self.image_fs_inodes.set(fs.inodes_used)
-        current = {str(v.image): v for v in snap.images}
-        for gone in self._cached_images - current.keys():
-            self.cached.remove(gone)
-        for gone in set(self._pull_series) - current.keys():
-            for outcome, why in self._pull_series.pop(gone):
-                self.pulls.remove(gone, outcome, why)
-        for image in set(self._failing) - current.keys():
-            self.failing.remove(image, self._failing.pop(image))
-        present = 0
-        for image, view in current.items():
-            cached = view.cached_since is not None
-            present += cached
-            self.cached.labels(image).set(1 if cached else 0)
-            last = view.last
-            failed = last is not None and last.outcome == Outcome.FAILED
-            reason: str | None = str(last.reason) if failed and last is not None else None
-            old = self._failing.get(image)
-            if old is not None and old != reason:
-                self.failing.remove(image, old)
-                del self._failing[image]
-            if reason is not None:
-                self.failing.labels(image, reason).set(1)
-                self._failing[image] = reason
-        self._cached_images = set(current)
-        self.selected.set(len(current))
-        self.present.set(present)
+        """Gauges from the snapshot (`metrics_sync.py`)."""
+        metrics_sync.sync(self, snap)
