@@ -175,5 +175,6 @@ class HttpLimits:
     render_share: float = 0.1
     """Share of the time rendering /status and /metrics may take: a body is served again for
     20 times what it cost to render (1 ms: 20 ms; 25 ms at 1000 images: 0.5 s)."""
-    probe_age: float = 1.0
-    """Seconds the snapshot under /healthz and /readyz is reused (it is O(images) to build)."""
+    probe_age: float = 0.0
+    """Seconds the snapshot under /healthz and /readyz is reused: 0, since the engine's read
+    model is O(1) to read and rebuilt only when its state changed."""

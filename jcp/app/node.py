@@ -51,6 +51,8 @@ def node_lifecycle(scheduler: Scheduler, node: NodeSettings, metrics: Metrics | 
             dry_run=node.purge_dry_run,
             enabled=node.purge,
         )
+        if metrics is not None:
+            metrics.watch_ledger(purger.ledger)
         parts.sinks.append(purger)
         parts.tasks.append(("purger", purger.run()))
     return parts

@@ -90,7 +90,9 @@ async def _serve(options: RunOptions, agent: _Agent, metrics: Metrics) -> web.Ap
 
     host, port = http.parse_addr(options.http_addr)
     data = http.parse_addr(options.metrics_addr) if options.metrics_addr else None
-    surface = http.make_app(agent.snapshot, metrics.render, alive=agent.alive)
+    surface = http.make_app(
+        agent.snapshot, metrics.render, alive=agent.alive, extra=metrics.status_extra
+    )
     runner = await http.serve(surface, host, port, data=data)
     where = f"{options.http_addr}" + (
         f", /metrics /status on {options.metrics_addr}" if data else ""
