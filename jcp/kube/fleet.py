@@ -36,15 +36,10 @@ from jcp.settings import FleetSettings
 
 log = logging.getLogger(__name__)
 
-RBAC_RULE = (
-    f'apiGroups: ["{q.GROUP}"], resources: ["leases"], verbs: ["get", "list", "watch", "create", '
-    '"update", "delete"] (a Role in jcp\'s namespace)'
-)
+RBAC_RULE = q.RBAC_RULE
 NO_CONFIG = 0  # the KubeError status of a client that cannot be made (no in-cluster config)
-_HOPELESS = frozenset({NO_CONFIG, 401, 403, 404})
-"""Answers that waiting will not change (404: jcp's namespace does not exist)."""
-HEAD_POLL = 1.0
-"""Seconds between listings for a waiter near the head of the queue (the rest: lease / 3)."""
+_HOPELESS = frozenset({NO_CONFIG, 401, 403, 404})  # waiting will not help (404: no namespace)
+HEAD_POLL = 1.0  # seconds between listings within 2K of the head; further back, one a lease
 
 
 def lease_slot(fleet: FleetSettings, node: str, api: Callable[[], NodeApi]) -> LeaseSlot:
@@ -85,12 +80,13 @@ class LeaseSlot:
         self._waiting: str | None = None
         self._wait: JsonObject | None = None  # our place in the queue, as last written
         self._wait_renewed = 0.0
+        self._view: q.View | None = None  # the last listing (and its time, and our place)
+        self._listed, self._far = 0.0, False
         self._trouble: str | None = None  # the kind logged, while it lasts
         self._alone = False  # the last acquire() gave up on the API
 
     @property
-    def holding(self) -> str | None:
-        """The slot this node holds now; None when it holds none."""
+    def holding(self) -> str | None:  # the slot this node holds now, if any
         return None if self._held is None else self._held["metadata"]["name"]
 
     def waiting(self) -> str | None:
@@ -137,14 +133,14 @@ class LeaseSlot:
                     if await self._take(api, v, v.free[ahead], started):
                         await self._leave_queue()
                         return
-                    delay = 0.05  # another node won that slot: look again at once
+                    delay = min(0.05, self._head_poll)  # another node won it: look again
                 else:
                     self._waiting = q.describe(v, ahead, self.parallelism)
                     if not told:
                         log.info(f"fleet: {self._waiting}")
                         told = True
-                    near = ahead is not None and ahead < self.parallelism
-                    delay = self._head_poll if near else self._duration / 3
+                    self._far = ahead is not None and ahead >= 2 * self.parallelism
+                    delay = self._duration / 3 if self._far else self._head_poll
             except KubeError as exc:
                 now = self._clock()
                 troubled_since = now if troubled_since is None else troubled_since
@@ -174,6 +170,9 @@ class LeaseSlot:
             await self._join_queue(api)
         elif now - self._wait_renewed >= self._duration / 3:
             await self._renew_wait(api)
+        if self._far and self._view is not None and now - self._listed < self._duration:
+            return self._view  # far back in the queue: renew the place, list once a lease
+        self._far, self._listed = False, now
         listing = await api.list_leases(q.LABEL)
         leases = [q.Lease.of(i, self._duration) for i in listing.get("items") or []]
         now = self._clock()
@@ -184,6 +183,7 @@ class LeaseSlot:
         for stale in v.stale_waiters[:1]:  # tidy up after a waiter that died, one per look
             with contextlib.suppress(KubeError):
                 await api.delete(stale.name, stale.version)
+        self._view = v
         return v
 
     async def _join_queue(self, api: LeaseApi) -> None:

@@ -22,6 +22,10 @@ from jcp.kube.api import JsonObject
 GROUP = "coordination.k8s.io"
 LABEL = "jcp.nimbix.net/fleet"
 """On every Lease of the budget: `slot` (one of K) or `wait` (a node in the queue)."""
+RBAC_RULE = (
+    f'apiGroups: ["{GROUP}"], resources: ["leases"], verbs: ["get", "list", "watch", "create", '
+    '"update", "delete"] (a Role in jcp\'s namespace)'
+)
 SLOT_PREFIX = "jcp-fleet-"
 WAIT_PREFIX = "jcp-fleet-wait-"
 MAX_NAME = 253  # a Lease's name is a DNS subdomain
