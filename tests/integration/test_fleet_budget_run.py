@@ -76,8 +76,8 @@ async def test_three_agents_with_one_slot_pull_strictly_one_after_another(
     spans.sort()
     print("\n" + "\n".join(f"{n}: slot at {a - spans[0][0]:.2f}s, pulled at {b - spans[0][0]:.2f}s"
                            for a, b, n in spans))  # fmt: skip
-    for (_, pulled, _), (held, _, _) in itertools.pairwise(spans):
-        assert pulled <= held, f"two agents pulled at once: {spans}"
+    for (_, done, _), (next_held, _, _) in itertools.pairwise(spans):
+        assert done <= next_held, f"two agents pulled at once: {spans}"
     for run in runs:
         assert TOKEN not in run.text()
 
