@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jcp.cli.fleet_slots import FLEET_LABEL, slots, slots_line
 from jcp.kube.keys import label_problem, state_annotation
 from jcp.model.refs import parse_reference
 
@@ -129,6 +130,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--context", default=None, help="the kubeconfig context (default: current)")
     p.add_argument("--kube-api", metavar="URL", default=None, help="an API server URL instead")
     p.add_argument("--kube-token-file", type=Path, default=None, help="bearer token for it")
+    p.add_argument(
+        "--fleet-namespace",
+        default="jarvice-system",
+        metavar="NS",
+        help="where the fleet pull budget's Leases live (--fleet-parallelism; default: "
+        "%(default)s, the manifests' namespace): who holds the slots, who waits",
+    )
 
 
 async def _api(args: argparse.Namespace) -> NodeApi:
@@ -160,10 +168,20 @@ async def _api(args: argparse.Namespace) -> NodeApi:
 
 
 async def collect(args: argparse.Namespace) -> list[NodeState]:
+    from jcp.kube.api import KubeError  # noqa: PLC0415 - see the imports
+    from jcp.kube.lease_api import LeaseApi  # noqa: PLC0415
+
     api = await _api(args)
     try:
         fields = f"metadata.name={args.node}" if args.node else None
         doc = await api.list_nodes(field_selector=fields, label_selector=args.selector)
+        leases = LeaseApi.of(api, args.fleet_namespace)
+        try:  # the fleet budget is optional: no Leases, or no right to read them, is no error
+            args.leases = await leases.list_leases(FLEET_LABEL)
+        except KubeError:
+            args.leases = None
+        finally:
+            await leases.close()
     finally:
         await api.close()
     annotation = state_annotation(args.label)
@@ -248,10 +266,13 @@ def run(args: argparse.Namespace) -> int:
         doc, text, code = image_report(nodes, image)
         print(json.dumps(doc, indent=2) if args.output == "json" else text)
         return code
+    fleet_slots = slots(getattr(args, "leases", None))
     if args.output == "json":
-        print(
-            json.dumps({"nodes": [n.to_json() for n in nodes], "summary": summary(nodes)}, indent=2)
-        )
+        doc = {"nodes": [n.to_json() for n in nodes], "summary": summary(nodes)}
+        print(json.dumps({**doc, "fleet": fleet_slots}, indent=2))
     else:
         print(table(nodes, detail=bool(args.node)))
+        line = slots_line(fleet_slots)
+        if line is not None:
+            print(line)
     return 0

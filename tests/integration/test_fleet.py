@@ -185,3 +185,34 @@ async def test_api_trouble_is_said_without_the_token(tmp_path: Path, kube: KubeA
     assert code == 2
     assert "403" in err
     assert 'cannot list resource "nodes"' in err
+
+
+async def test_who_holds_the_fleet_pull_slots(tmp_path: Path, kube: KubeApiStandIn) -> None:
+    """With --fleet-parallelism, the table ends with the budget's slots: held by whom, and who
+    waits (the Leases jcp writes, created here through the same API client)."""
+    from jcp.kube.api import NodeApi  # noqa: PLC0415
+    from jcp.kube.fleet_queue import new_lease  # noqa: PLC0415
+    from jcp.kube.lease_api import LeaseApi  # noqa: PLC0415
+
+    token = api_args(kube, tmp_path)
+    code, out, _ = await fleet(*token)
+    assert code == 0
+    assert "fleet pull slots" not in out  # no budget: no line
+    api = NodeApi.connect(kube.url, TOKEN)
+    leases = LeaseApi.of(api, "jarvice-system")
+    try:
+        await leases.create(new_lease("jcp-fleet-0", "slot", "node-a", 30))
+        await leases.create(new_lease("jcp-fleet-1", "slot", "node-d", 30))
+        await leases.create(new_lease("jcp-fleet-wait-node-b", "wait", "node-b", 30))
+    finally:
+        await leases.close()
+        await api.close()
+    code, out, _ = await fleet(*token)
+    assert code == 0
+    assert out.splitlines()[-1] == "fleet pull slots: 2 of 2 taken: node-a, node-d; waiting: node-b"
+    code, out, _ = await fleet(*token, "-o", "json")
+    assert json.loads(out)["fleet"] == {
+        "holders": ["node-a", "node-d"],
+        "free": [],
+        "waiting": ["node-b"],
+    }
