@@ -98,9 +98,10 @@ async def pull_step(job: Job, t: Tools) -> Step:
             # No traceback: an exception's text may quote the secret's content.
             log.error(f"BUG: the secret parser raised {type(exc).__name__} instead of a problem")
             exc = CredentialError(target.entry.secret, target.registry, "invalid secret")
-        if job.known is not None and job.known[0] == repr(target.key):  # still the same
-            return Done(job.known[1], job.known[0], repeat=True)
         bad = Failure(Reason.CREDENTIALS, str(exc))
+        known = job.known
+        if known is not None and known[0] == repr(target.key) and known[1].message == bad.message:
+            return Done(known[1], known[0], repeat=True)  # the same trouble: counted once
         return Done(result_of(job, Attempt(Outcome.FAILED, 0.0), bad), repr(target.key))
     if job.known is not None and job.known[0] == fingerprint:
         return Done(job.known[1], fingerprint, repeat=True)
