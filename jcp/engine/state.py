@@ -67,12 +67,15 @@ class ImageState:
     _view: ImageView | None = field(default=None, init=False, repr=False)
 
     def __setattr__(self, name: str, value: Any) -> None:  # noqa: ANN401 - any field's value
-        object.__setattr__(self, name, value)
+        d = self.__dict__
+        if name in d and d[name] is value:  # None -> None, the same status: nothing changed
+            return
+        d[name] = value
         if name != "_view":
-            object.__setattr__(self, "_view", None)
-            rev = self.__dict__.get("rev")
+            d["_view"] = None
+            rev = d.get("rev")
             if rev is not None:
-                rev.bump()
+                rev.n += 1
 
     def view(self) -> ImageView:
         if self._view is None:

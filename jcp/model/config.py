@@ -8,6 +8,7 @@ keep the last good config and the operator sees all the mistakes at once.
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -51,7 +52,7 @@ class Target:
     image: ImageRef
     entry: ImageEntry
 
-    @property
+    @functools.cached_property
     def key(self) -> TargetKey:
         """Identity across reloads: the same image with other credentials is another target."""
         return TargetKey(
