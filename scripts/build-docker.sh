@@ -5,8 +5,13 @@
 #   - the original's: -h names a ppc64le host reached over ssh; amd64 is built here, ppc64le
 #     there, and `docker manifest` joins them (the flags of the original build-docker.sh);
 #   - the modern one (no -h): `docker buildx build --platform linux/amd64,linux/arm64,linux/ppc64le`.
-# Wheels for every architecture are fetched first (docker/wheels/<arch>/), so the image build
-# itself needs no network.
+# Wheels for every architecture are fetched here first (docker/wheels/<arch>/), on both paths,
+# with `pip download --only-binary=:all:` for the base image's platform (manylinux up to its
+# glibc, CPython 3.11), so the image build installs from wheels only: no compiler, no network
+# (`--network none`). Every arch installs the same jcp: its gRPC transport is grpclib (pure
+# Python; grpcio publishes no ppc64le or s390x wheel), so only protobuf, aiohttp, watchfiles and
+# their kin are per-arch wheels. `--wheels-only` is that step alone: what
+# tests/integration/test_ppc64le.py proves for linux/ppc64le and linux/arm64.
 #
 # Secrets never go on a command line: the registry password comes from $DOCKER_PASSWORD or
 # standard input (`docker login --password-stdin`); the GitHub token is sent to the remote host
@@ -32,9 +37,12 @@ usage: $prog -r REPO [-R REGISTRY] [-u USER] [-h PPC64LE_HOST] [-U RELEASE]
                  instead of receiving this checkout over ssh
   -t USER:TOKEN  with -g: GitHub credentials for that clone (never put in a URL)
   --tag TAG      image tag (default: jcp's version, $(sed -n 's/^version = "\(.*\)"/\1/p' "$here/pyproject.toml"))
-  --platforms L  buildx platforms (default: linux/amd64,linux/arm64,linux/ppc64le)
+  --platforms L  buildx platforms (default: linux/amd64,linux/arm64,linux/ppc64le; also
+                 linux/s390x); with -h: linux/amd64 here, linux/ppc64le there
   --no-push      build only (buildx: --load is not possible for several platforms, so this
                  builds into the build cache)
+  --builder B    buildx builder to use (default: the current one); it runs the other
+                 platforms' RUN step under QEMU (binfmt_misc) unless it has native nodes
   --wheels-only  only fetch the wheels (docker/wheels/<arch>/) for the platforms, then stop
   --dry-run      print every command instead of running it
   --help         this text
@@ -48,6 +56,7 @@ need() {
 }
 
 repo="" registry="" user="" host="" release="" github="" token="" tag="" dry=0 push=1 only_wheels=0
+builder="" platforms_set=0
 platforms="linux/amd64,linux/arm64,linux/ppc64le"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,7 +68,8 @@ while [ $# -gt 0 ]; do
     -g) need $# -g "${2:-}"; github=$2; shift 2 ;;
     -t) need $# -t "${2:-}"; token=$2; shift 2 ;;
     --tag) need $# --tag "${2:-}"; tag=$2; shift 2 ;;
-    --platforms) need $# --platforms "${2:-}"; platforms=$2; shift 2 ;;
+    --platforms) need $# --platforms "${2:-}"; platforms=$2; platforms_set=1; shift 2 ;;
+    --builder) need $# --builder "${2:-}"; builder=$2; shift 2 ;;
     --no-push) push=0; shift ;;
     --dry-run) dry=1; shift ;;
     --wheels-only) only_wheels=1; shift ;;
@@ -68,11 +78,23 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# Every check comes before any download or build: a missing or wrong flag costs nothing.
 [ -z "$token" ] || [ -n "$github" ] || die "-t is only used with -g"
 [ -z "$github" ] || [ -n "$host" ] || die "-g is only used with -h (the remote ppc64le build)"
 if [ -n "$token" ] && [[ "$token" != *:* ]]; then die "-t expects GITHUB_USER:TOKEN"; fi
 [ -n "$tag" ] || tag=$(sed -n 's/^version = "\(.*\)"/\1/p' "$here/pyproject.toml")
 [ -n "$registry" ] || registry=${repo%%/*}
+
+# linux/ARCH -> ARCH, checked: only platforms with a wheel platform and a python:3.11 base.
+IFS=',' read -r -a plats <<< "$platforms"
+archs=()
+for p in "${plats[@]}"; do
+  case "$p" in
+    linux/amd64|linux/arm64|linux/ppc64le|linux/s390x) archs+=("${p#linux/}") ;;
+    *) die "--platforms: unsupported platform '$p' (linux/amd64, linux/arm64, linux/ppc64le, linux/s390x)" ;;
+  esac
+done
+[ ${#archs[@]} -gt 0 ] || die "--platforms needs at least one platform"
 
 base="python:3.11-slim-bookworm"
 case "$release" in
@@ -83,6 +105,32 @@ case "$release" in
          "python:3.11-slim-bookworm (Ubuntu images ship no Python 3.11)" >&2 ;;
   *) die "-U: unknown release '$release' (bookworm, bullseye, trixie)" ;;
 esac
+# The base image's glibc bounds the manylinux wheels it can run.
+case "$base" in
+  *bullseye) glibc=31 ;;
+  *trixie) glibc=41 ;;
+  *) glibc=36 ;;
+esac
+
+if [ "$only_wheels" = 0 ]; then
+  [ -n "$repo" ] || die "missing -r REPO (the image repository)"
+  if [ -n "$host" ] && [ "$platforms_set" = 1 ]; then
+    die "--platforms is for the buildx path; -h builds linux/amd64 here and linux/ppc64le on HOST"
+  fi
+  [ -z "$builder" ] || [ -z "$host" ] || die "--builder is for the buildx path, not with -h"
+  if [ -n "$user" ] && [ "$push" = 1 ] && [ -z "${DOCKER_PASSWORD:-}" ] && [ -t 0 ]; then
+    die "-u $user: the password comes from \$DOCKER_PASSWORD or standard input (not a terminal)"
+  fi
+  if [ "$dry" = 0 ]; then
+    command -v docker >/dev/null || die "docker is needed to build the image"
+    if [ -z "$host" ] && ! docker buildx version >/dev/null 2>&1; then
+      die "docker buildx is needed for the multi-arch build (or use -h HOST, the original's path)"
+    fi
+  fi
+fi
+if [ "$dry" = 0 ]; then
+  python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip is needed to fetch the wheels"
+fi
 
 revision=$(git -C "$here" rev-parse HEAD 2>/dev/null || echo unknown)
 build_args=(--build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$tag"
@@ -96,28 +144,47 @@ run() {
   fi
 }
 
-# Fetch wheels for ARCH (amd64, arm64, ppc64le) into docker/wheels/ARCH.
+# Fetch wheels for ARCH (amd64, arm64, ppc64le, s390x) into docker/wheels/ARCH: jcp's own
+# (pure Python) and every dependency's, binary only, for CPython 3.11 on manylinux up to the
+# base image's glibc.
 wheels() {
-  local arch=$1 plat
+  local arch=$1 m plat_args=() dest
+  dest="$here/docker/wheels/$arch"
   case "$arch" in
-    amd64) plat=manylinux2014_x86_64 ;;
-    arm64) plat=manylinux2014_aarch64 ;;
-    ppc64le) plat=manylinux2014_ppc64le ;;
-    s390x) plat=manylinux2014_s390x ;;
-    *) die "no wheel platform for $arch" ;;
+    amd64) m=x86_64 ;;
+    arm64) m=aarch64 ;;
+    *) m=$arch ;;
   esac
-  run rm -rf "$here/docker/wheels/$arch"
-  run python3 -m pip wheel --no-deps -w "$here/docker/wheels/$arch" "$here"
-  run python3 -m pip download --only-binary=:all: --platform "$plat" --python-version 3.11 \
-      -d "$here/docker/wheels/$arch" "$here"
+  plat_args=(--platform "manylinux2014_$m")
+  for ((v = 17; v <= glibc; v++)); do plat_args+=(--platform "manylinux_2_${v}_$m"); done
+  run rm -rf "$dest"
+  run mkdir -p "$dest"
+  run cp "$own_wheel" "$dest/"
+  # PyYAML (kubernetes_asyncio needs it) publishes no ppc64le wheel. Its sdist builds a pure-Python
+  # wheel here (PYYAML_FORCE_LIBYAML=0: no C extension, no compiler in the image), which the
+  # download below then takes from --find-links.
+  if [ "$arch" = ppc64le ]; then
+    run env PYYAML_FORCE_LIBYAML=0 python3 -m pip wheel --quiet --no-deps --no-binary pyyaml \
+        -w "$dest" "pyyaml>=6"
+  fi
+  run python3 -m pip download --quiet --only-binary=:all: "${plat_args[@]}" \
+      --python-version 3.11 --implementation cp --find-links "$dest" -d "$dest" \
+      "$dest/${own_wheel##*/}"
+}
+tag_version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$here/pyproject.toml")
+own_wheel="$here/docker/wheels/jcp-$tag_version-py3-none-any.whl"
+
+# jcp's own wheel (pure Python), built once from this checkout for every arch.
+own() {
+  run rm -f "$own_wheel"
+  run python3 -m pip wheel --quiet --no-deps -w "$here/docker/wheels" "$here"
 }
 
 if [ "$only_wheels" = 1 ]; then
-  IFS=',' read -r -a plats <<< "$platforms"
-  for p in "${plats[@]}"; do wheels "${p#linux/}"; done
+  own
+  for a in "${archs[@]}"; do wheels "$a"; done
   exit 0
 fi
-[ -n "$repo" ] || die "missing -r REPO (the image repository)"
 
 login() {
   [ -n "$user" ] || return 0
@@ -169,14 +236,31 @@ EOS
   fi
 }
 
+ship_wheels() {
+  # The ppc64le wheels fetched here go to HOST beside the source: its build needs no network.
+  local dir="/tmp/jcp-build-$tag"
+  if [ "$dry" = 1 ]; then
+    run ssh "$host" "mkdir -p $dir/docker/wheels && tar -x -C $dir/docker/wheels" '<' \
+        "(tar of docker/wheels/ppc64le)"
+  else
+    # shellcheck disable=SC2029 # $dir is meant to expand here: it names the remote directory
+    tar -C "$here/docker/wheels" -c ppc64le \
+      | ssh "$host" "mkdir -p $dir/docker/wheels && tar -x -C $dir/docker/wheels"
+  fi
+}
+
 if [ -n "$host" ]; then
-  # The original's path: amd64 here, ppc64le on HOST, then a manifest list.
+  # The original's path: amd64 here, ppc64le on HOST, then a manifest list. Both arches'
+  # wheels are fetched here first, as for buildx; HOST only runs `docker build`.
+  own
   wheels amd64
-  run docker build -f "$here/docker/Dockerfile" "${build_args[@]}" --build-arg TARGETARCH=amd64 \
-      -t "$repo:$tag-amd64" "$here"
+  wheels ppc64le
+  run docker build --network none -f "$here/docker/Dockerfile" "${build_args[@]}" \
+      --build-arg TARGETARCH=amd64 -t "$repo:$tag-amd64" "$here"
   remote_build
+  ship_wheels
   # shellcheck disable=SC2029 # the remote command is composed here on purpose
-  run ssh "$host" "cd /tmp/jcp-build-$tag && python3 -m pip wheel --no-deps -w docker/wheels/ppc64le . && python3 -m pip download --only-binary=:all: -d docker/wheels/ppc64le . && docker build -f docker/Dockerfile --build-arg BASE_IMAGE=$base --build-arg VERSION=$tag --build-arg REVISION=$revision --build-arg TARGETARCH=ppc64le -t $repo:$tag-ppc64le ."
+  run ssh "$host" "cd /tmp/jcp-build-$tag && docker build --network none -f docker/Dockerfile --build-arg BASE_IMAGE=$base --build-arg VERSION=$tag --build-arg REVISION=$revision --build-arg TARGETARCH=ppc64le -t $repo:$tag-ppc64le ."
   if [ "$push" = 1 ]; then
     login
     run docker push "$repo:$tag-amd64"
@@ -187,13 +271,15 @@ if [ -n "$host" ]; then
     run docker manifest push --purge "$repo:$tag"
   fi
 else
-  IFS=',' read -r -a plats <<< "$platforms"
-  for p in "${plats[@]}"; do
-    wheels "${p#linux/}"
-  done
+  own
+  for a in "${archs[@]}"; do wheels "$a"; done
   [ "$push" = 0 ] || login
   out=(--push)
   [ "$push" = 1 ] || out=()
-  run docker buildx build --platform "$platforms" -f "$here/docker/Dockerfile" "${build_args[@]}" \
+  sel=()
+  [ -z "$builder" ] || sel=(--builder "$builder")
+  # SBOM and SLSA provenance attestations ride with the image (BuildKit's own generators).
+  run docker buildx build "${sel[@]}" --platform "$platforms" --network none \
+      --sbom=true --provenance=mode=max -f "$here/docker/Dockerfile" "${build_args[@]}" \
       -t "$repo:$tag" "${out[@]}" "$here"
 fi

@@ -1,9 +1,10 @@
-"""The CRI v1 `ImageService` as an `ImageRuntime` (grpc.aio): containerd, CRI-O, cri-dockerd.
+"""The CRI v1 `ImageService` as an `ImageRuntime`: containerd, CRI-O, cri-dockerd.
 
 This is the image store the kubelet uses since Kubernetes 1.24. Credentials from the mounted
 dockerconfigjson secrets go into each PullImage's `AuthConfig` and nowhere else. The CRI has no
 platform field and reports no progress: the runtime pulls for the node's own platform, and the
 bytes of a pull are the image's size once it is there. Error texts are mapped in cri_errors.py.
+The calls go through `grpc_transport` (grpclib, on every platform).
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import platform
 import re
 from collections.abc import Awaitable
 from typing import TypeVar
-
-from google.protobuf.message import Message
-from grpc import aio
 
 from jcp.model.arch import canonical_arch
 from jcp.model.credentials import RegistryAuth
@@ -31,25 +29,14 @@ from jcp.runtime.base import (
 )
 from jcp.runtime.cri_api import api_pb2 as pb
 from jcp.runtime.cri_errors import classify
+from jcp.runtime.grpc_transport import open_channel
 
-_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),  # ListImages of thousands of images
-    ("grpc.enable_retries", 0),  # the engine decides about retries, with its own backoff
-    # Keepalive pings stay off (the client default): a local unix socket needs none.
-    # A restarted runtime must be seen within seconds, not after gRPC's 120 s backoff cap; and
-    # a channel of our own must not inherit another channel's backoff through a shared pool.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.use_local_subchannel_pool", 1),
-)
 _IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CALL_TIMEOUT = 30.0
 """Every call but PullImage, whose bound is the engine's per-pull timeout (it cancels)."""
 
-_Req = TypeVar("_Req", bound=Message)
-_Resp = TypeVar("_Resp", bound=Message)
 _T = TypeVar("_T")
+_V1 = "/runtime.v1."
 
 
 def auth_config(auth: RegistryAuth) -> pb.AuthConfig:
@@ -86,41 +73,29 @@ def _digest(status: ImageStatus, image: ImageRef) -> str | None:
     return None
 
 
-def _method(
-    channel: aio.Channel, path: str, request: type[_Req], response: type[_Resp]
-) -> aio.UnaryUnaryMultiCallable[_Req, _Resp]:
-    """One CRI call, typed from the generated messages. The generated service stubs
-    (api_pb2_grpc) carry no types, so the calls are built here the way they build them."""
-    return channel.unary_unary(
-        f"/runtime.v1.{path}",
-        request_serializer=request.SerializeToString,
-        response_deserializer=response.FromString,
-    )
-
-
 class CriRuntime:
     """An `ImageRuntime` over one CRI endpoint (unix:///path/to.sock). One channel for its
-    life: gRPC reconnects it when the runtime restarts."""
+    life: it reconnects when the runtime restarts."""
 
     def __init__(self, endpoint: str, name: str = "cri") -> None:
         self._endpoint = endpoint
         self._name = name
-        ch = self._channel = aio.insecure_channel(endpoint, options=_OPTIONS)
-        self._version = _method(ch, "RuntimeService/Version", pb.VersionRequest, pb.VersionResponse)
-        self._containers = _method(
-            ch, "RuntimeService/ListContainers", pb.ListContainersRequest, pb.ListContainersResponse
+        ch = self._channel = open_channel(endpoint)
+        runtime, images = _V1 + "RuntimeService/", _V1 + "ImageService/"
+        self._version = ch.unary(runtime + "Version", pb.VersionRequest, pb.VersionResponse)
+        self._containers = ch.unary(
+            runtime + "ListContainers", pb.ListContainersRequest, pb.ListContainersResponse
         )
-        images = "ImageService/"
-        self._fs_info = _method(
-            ch, images + "ImageFsInfo", pb.ImageFsInfoRequest, pb.ImageFsInfoResponse
+        self._fs_info = ch.unary(
+            images + "ImageFsInfo", pb.ImageFsInfoRequest, pb.ImageFsInfoResponse
         )
-        self._status = _method(
-            ch, images + "ImageStatus", pb.ImageStatusRequest, pb.ImageStatusResponse
+        self._status = ch.unary(
+            images + "ImageStatus", pb.ImageStatusRequest, pb.ImageStatusResponse
         )
-        self._list = _method(ch, images + "ListImages", pb.ListImagesRequest, pb.ListImagesResponse)
-        self._pull = _method(ch, images + "PullImage", pb.PullImageRequest, pb.PullImageResponse)
-        self._remove = _method(
-            ch, images + "RemoveImage", pb.RemoveImageRequest, pb.RemoveImageResponse
+        self._list = ch.unary(images + "ListImages", pb.ListImagesRequest, pb.ListImagesResponse)
+        self._pull = ch.unary(images + "PullImage", pb.PullImageRequest, pb.PullImageResponse)
+        self._remove = ch.unary(
+            images + "RemoveImage", pb.RemoveImageRequest, pb.RemoveImageResponse
         )
 
     @property
@@ -137,8 +112,8 @@ class CriRuntime:
             raise RuntimeFailure(classify(exc, self._endpoint)) from None
 
     async def info(self) -> RuntimeInfo:
-        version = await self._call(self._version(pb.VersionRequest(), timeout=_CALL_TIMEOUT))
-        fs = await self._call(self._fs_info(pb.ImageFsInfoRequest(), timeout=_CALL_TIMEOUT))
+        version = await self._call(self._version(pb.VersionRequest(), deadline=_CALL_TIMEOUT))
+        fs = await self._call(self._fs_info(pb.ImageFsInfoRequest(), deadline=_CALL_TIMEOUT))
         raw = platform.machine()  # the CRI has no arch field; the agent runs on the node
         mounts = [f.fs_id.mountpoint for f in fs.image_filesystems if f.fs_id.mountpoint]
         return RuntimeInfo(
@@ -156,13 +131,13 @@ class CriRuntime:
 
     async def image_status(self, image: ImageRef) -> ImageStatus | None:
         request = pb.ImageStatusRequest(image=_spec(image))
-        response = await self._call(self._status(request, timeout=_CALL_TIMEOUT))
+        response = await self._call(self._status(request, deadline=_CALL_TIMEOUT))
         if not response.HasField("image") or not response.image.id:
             return None  # the CRI answers an absent image with an empty status, not an error
         return _status(response.image)
 
     async def list_images(self) -> list[ImageStatus]:
-        response = await self._call(self._list(pb.ListImagesRequest(), timeout=_CALL_TIMEOUT))
+        response = await self._call(self._list(pb.ListImagesRequest(), deadline=_CALL_TIMEOUT))
         return [_status(i) for i in response.images]
 
     async def pull(
@@ -177,12 +152,9 @@ class CriRuntime:
         request = pb.PullImageRequest(image=_spec(image))
         if auth is not None:
             request.auth.CopyFrom(auth_config(auth))
-        call = self._pull(request)
-        try:
-            await self._call(call)
-        except asyncio.CancelledError:
-            call.cancel()  # ends the RPC: containerd abandons the pull
-            raise
+        # No deadline: the engine's per-pull timeout cancels this task, and cancelling it ends
+        # the RPC: containerd abandons the pull.
+        await self._call(self._pull(request))
         after = await self.image_status(image)
         if after is None:  # removed between the pull and the look; it was pulled all the same
             return Pulled(newer=True, digest=None, bytes=0)
@@ -192,7 +164,7 @@ class CriRuntime:
     async def remove(self, image: ImageRef) -> None:
         request = pb.RemoveImageRequest(image=_spec(image))
         try:
-            await self._call(self._remove(request, timeout=_CALL_TIMEOUT))
+            await self._call(self._remove(request, deadline=_CALL_TIMEOUT))
         except RuntimeFailure as exc:
             # containerd answers OK for an absent image; other runtimes may say "not found".
             if exc.failure.reason != Reason.NOT_FOUND:
@@ -200,7 +172,7 @@ class CriRuntime:
 
     async def images_in_use(self) -> set[str]:
         response = await self._call(
-            self._containers(pb.ListContainersRequest(), timeout=_CALL_TIMEOUT)
+            self._containers(pb.ListContainersRequest(), deadline=_CALL_TIMEOUT)
         )
         used: set[str] = set()
         for c in response.containers:
@@ -211,13 +183,13 @@ class CriRuntime:
         # `repo@digest` instead: resolve every name to its id too, so purge can never miss one.
         for name in [u for u in used if not _IMAGE_ID.match(u)]:
             request = pb.ImageStatusRequest(image=pb.ImageSpec(image=name))
-            status = await self._call(self._status(request, timeout=_CALL_TIMEOUT))
+            status = await self._call(self._status(request, deadline=_CALL_TIMEOUT))
             if status.HasField("image") and status.image.id:
                 used.add(status.image.id)
         return used
 
     async def fs_usage(self) -> FsUsage | None:
-        fs = await self._call(self._fs_info(pb.ImageFsInfoRequest(), timeout=_CALL_TIMEOUT))
+        fs = await self._call(self._fs_info(pb.ImageFsInfoRequest(), deadline=_CALL_TIMEOUT))
         if not fs.image_filesystems:
             return None
         f = fs.image_filesystems[0]

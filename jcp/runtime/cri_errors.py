@@ -1,10 +1,14 @@
 """The CRI's failures, mapped into the model's classes: used only by the CRI adapter.
 
+The transport (grpc_transport.py) hands over the status code's name and the server's text; the
+texts below are containerd's (grpclib's own words for a refused or missing socket are mapped to
+grpcio's last words for it, which older jcp releases logged).
+
 A gRPC status code says whether the runtime itself answered (UNAVAILABLE: the socket is gone or
 refuses, or the runtime died mid-call: the runtime is down, wait for it); the text (containerd
 wraps the registry's answer) says why a pull failed. These are the texts Debian's containerd
-1.6.20 returned (tests/test_cri_runtime.py and tests/test_cri_choose.py, run with -s, print
-them; R is the registry host:port):
+1.6.20 returned (tests/integration/test_cri_runtime.py and test_cri_choose.py, run with -s,
+print them; R is the registry host:port):
 
 - auth (status UNKNOWN), both without credentials and with a wrong user or password:
   `failed to pull and unpack image "R/x:1": failed to resolve reference "R/x:1": pulling from
@@ -30,9 +34,8 @@ from __future__ import annotations
 
 import re
 
-import grpc
-
 from jcp.model.failures import Failure, Reason
+from jcp.runtime.grpc_transport import CallError
 
 _CONNECT_ERROR = re.compile(r"connect failed: .* error: ([^;]+)$")
 
@@ -55,28 +58,42 @@ _PATTERNS: tuple[tuple[Reason, re.Pattern[str]], ...] = tuple(
 )
 
 
+def _status(exc: BaseException) -> tuple[str, str] | None:
+    """The status code's name and the details of a failed call: a CallError (either transport,
+    through grpc_transport), or grpcio's own RpcError (code() and details(); grpc.aio's
+    AioRpcError has them without being a grpc.Call). None for anything else."""
+    if isinstance(exc, CallError):
+        return exc.code, exc.details
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        name = getattr(code(), "name", None)
+        if isinstance(name, str):
+            return name, str(details() or "")
+    return None
+
+
 def classify(exc: BaseException, endpoint: str) -> Failure:
     """The failure class of an exception raised by a CRI call on the channel to ENDPOINT."""
-    if not isinstance(exc, grpc.RpcError):
+    status = _status(exc)
+    if status is None:
         return Failure(Reason.DAEMON, f"unexpected {type(exc).__name__} from the CRI: {exc}")
-    # grpc.aio's AioRpcError has code() and details() without being a grpc.Call.
-    code = exc.code() if hasattr(exc, "code") else None
-    details = (exc.details() if hasattr(exc, "details") else None) or str(code)
-    message = " ".join(details.split())
-    if code == grpc.StatusCode.UNAVAILABLE:
+    code, details = status
+    message = " ".join((details or f"StatusCode.{code}").split())
+    if code == "UNAVAILABLE":
         # gRPC's connect failure names the socket twice; its last words are the cause.
         if cause := _CONNECT_ERROR.search(message):
             message = cause.group(1)
         return Failure(Reason.DAEMON, f"cannot reach the CRI runtime at {endpoint}: {message}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code == "DEADLINE_EXCEEDED":
         return Failure(Reason.REGISTRY, f"the CRI call timed out: {message}")
-    if code == grpc.StatusCode.CANCELLED:
+    if code == "CANCELLED":
         return Failure(Reason.DAEMON, f"the CRI call was cancelled: {message}")
     for reason, pattern in _PATTERNS:
         if pattern.search(message):
             return Failure(reason, message)
-    if code == grpc.StatusCode.NOT_FOUND:
+    if code == "NOT_FOUND":
         return Failure(Reason.NOT_FOUND, message)
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return Failure(Reason.AUTH, message)
     return Failure(Reason.REGISTRY, message)

@@ -5,7 +5,7 @@ the CRI plugin's namespace `k8s.io`, carries the label `io.cri-containerd.pinned
 (what `ctr -n k8s.io images label NAME io.cri-containerd.pinned=pinned` sets). jcp sets it
 through containerd's own Images API (stubs vendored from containerd v1.7.24 in
 `containerd_api`) on the CRI endpoint's socket: Images.Get, then Images.Update of the record
-with the field mask `labels.<key>`.
+with the field mask `labels.<key>`, through `grpc_transport` like the CRI adapter.
 
 How the CRI plugin decides `pinned`, read in containerd v1.7.24:
 - pkg/cri/store/image/image.go `getImage`: `Pinned` is the record's label
@@ -34,13 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
-from grpc import aio
 
 from jcp.model.errors import JcpError
 from jcp.runtime.containerd_api import images_pb2 as pb
-from jcp.runtime.containerd_api import images_pb2_grpc as pb_grpc
+from jcp.runtime.grpc_transport import CallError, open_channel
 
 PIN_LABEL = "io.cri-containerd.pinned"
 PIN_VALUE = "pinned"
@@ -48,6 +46,7 @@ JCP_LABEL = "jcp.nimbix.net/pinned"
 """Set beside the pin: this record was pinned by jcp, so jcp may unpin it."""
 NAMESPACE = (("containerd-namespace", "k8s.io"),)
 _TIMEOUT = 10.0
+_IMAGES = "/containerd.services.images.v1.Images/"
 
 
 class PinError(JcpError):
@@ -58,8 +57,10 @@ class ContainerdPins:
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         target = endpoint.removeprefix("unix://")
-        self._channel = aio.insecure_channel(f"unix://{target}")
-        self._images = pb_grpc.ImagesStub(self._channel)  # type: ignore[no-untyped-call]
+        ch = self._channel = open_channel(f"unix://{target}")
+        self._get = ch.unary(_IMAGES + "Get", pb.GetImageRequest, pb.GetImageResponse)
+        self._update = ch.unary(_IMAGES + "Update", pb.UpdateImageRequest, pb.UpdateImageResponse)
+        self._list = ch.unary(_IMAGES + "List", pb.ListImagesRequest, pb.ListImagesResponse)
 
     async def apply(self, names: Iterable[str], *, pinned: bool) -> int:
         """Pin (or unpin) the records NAMES. Pinning returns how many records carry the pin label
@@ -69,11 +70,11 @@ class ContainerdPins:
         count = 0
         for name in names:
             try:
-                got = await self._images.Get(
-                    pb.GetImageRequest(name=name), metadata=NAMESPACE, timeout=_TIMEOUT
+                got = await self._get(
+                    pb.GetImageRequest(name=name), metadata=NAMESPACE, deadline=_TIMEOUT
                 )
-            except aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
+            except CallError as exc:
+                if exc.code == "NOT_FOUND":
                     continue  # the CRI keeps no record under this name
                 raise _error(exc, self.endpoint) from None
             image = got.image
@@ -91,13 +92,13 @@ class ContainerdPins:
                 labels.pop(JCP_LABEL, None)
             mask = FieldMask(paths=[f"labels.{PIN_LABEL}", f"labels.{JCP_LABEL}"])
             try:
-                await self._images.Update(
+                await self._update(
                     pb.UpdateImageRequest(image=image, update_mask=mask),
                     metadata=NAMESPACE,
-                    timeout=_TIMEOUT,
+                    deadline=_TIMEOUT,
                 )
-            except aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
+            except CallError as exc:
+                if exc.code == "NOT_FOUND":
                     continue  # removed meanwhile
                 raise _error(exc, self.endpoint) from None
             count += 1
@@ -106,12 +107,12 @@ class ContainerdPins:
     async def ours(self) -> set[str]:
         """Names of the records jcp pinned (its label), whoever runs now."""
         try:
-            found = await self._images.List(
+            found = await self._list(
                 pb.ListImagesRequest(filters=[f'labels."{JCP_LABEL}"']),
                 metadata=NAMESPACE,
-                timeout=_TIMEOUT,
+                deadline=_TIMEOUT,
             )
-        except aio.AioRpcError as exc:
+        except CallError as exc:
             raise _error(exc, self.endpoint) from None
         return {i.name for i in found.images}
 
@@ -119,7 +120,7 @@ class ContainerdPins:
         await self._channel.close()
 
 
-def _error(exc: aio.AioRpcError, endpoint: str) -> PinError:
-    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+def _error(exc: CallError, endpoint: str) -> PinError:
+    if exc.code == "UNIMPLEMENTED":
         return PinError(f"{endpoint} has no containerd images API (CRI-O?): cannot pin")
-    return PinError(f"pinning through {endpoint}: {exc.code().name}: {exc.details()}")
+    return PinError(f"pinning through {endpoint}: {exc.code}: {exc.details or None}")
