@@ -95,6 +95,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         rate_limit_pause=args.rate_limit_pause,
         insecure_registries=tuple(args.insecure_registry),
         node_labels=args.node_labels,
+        fetch=options.fetch_settings_from(args),
     )
 
 

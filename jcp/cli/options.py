@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jcp.cli.fetch_options import add_fetch_options, fetch_settings_from
 from jcp.cli.run_options import (
     add_fleet_options,
     add_http_options,
@@ -40,8 +41,9 @@ from jcp.settings import (
 )
 
 __all__ = [
-    "add_engine_options", "add_fleet_options", "add_http_options", "add_node_options",
-    "endpoint", "fleet_settings_from", "http_addr", "node_settings_from", "non_negative",
+    "add_engine_options", "add_fetch_options", "add_fleet_options", "add_http_options",
+    "add_node_options", "endpoint", "fetch_settings_from", "fleet_settings_from", "http_addr",
+    "node_settings_from", "non_negative",
 ]  # fmt: skip
 
 
@@ -184,3 +186,4 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    add_fetch_options(p)
