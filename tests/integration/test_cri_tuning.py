@@ -49,8 +49,10 @@ async def _tuning_of(endpoint: str) -> list[str]:
 async def test_containerd_16_says_its_download_slots(containerd: Containerd) -> None:
     lines = await _tuning_of(containerd.endpoint)
     assert lines == [
-        "containerd downloads at most 3 layers at once for all pulls (max_concurrent_downloads):"
-        " pulls beyond that queue inside it"
+        (
+            "containerd downloads at most 3 layers at once for all pulls "
+            "(max_concurrent_downloads): pulls beyond that queue inside it"
+        )
     ]
 
 

@@ -19,10 +19,13 @@ V16 = {
 @pytest.mark.parametrize(
     ("config", "want"),
     [
-        (V16, RuntimeTuning(3, False, False, "/etc/containerd/certs.d")),
+        (
+            V16,
+            RuntimeTuning(3, discard_unpacked_layers=False, config_path="/etc/containerd/certs.d"),
+        ),
         (
             {**V16, "containerd": {"discardUnpackedLayers": True}, "registry": None},
-            RuntimeTuning(3, True),
+            RuntimeTuning(3, discard_unpacked_layers=True),
         ),
         ({"maxConcurrentDownloads": 10}, RuntimeTuning(max_concurrent_downloads=10)),
         # containerd 2.1 with ranged layer fetch configured, wherever it nests the key
@@ -49,7 +52,9 @@ def test_a_runtime_that_says_nothing_readable_has_no_tuning(info: dict[str, str]
 
 
 def test_what_the_tuning_means_is_said_in_words() -> None:
-    lines = RuntimeTuning(3, True, True).lines("containerd 1.7.24")
+    lines = RuntimeTuning(3, discard_unpacked_layers=True, ranged_fetch=True).lines(
+        "containerd 1.7.24"
+    )
     assert lines[0].startswith("containerd 1.7.24 downloads at most 3 layers at once")
     assert "discard_unpacked_layers" in lines[1]
     assert "jcp leaves the bytes to it" in lines[2]
