@@ -9,6 +9,7 @@ then knows nothing in advance and the runtime's own pull decides, as before.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from jcp.model import jsonsafe
@@ -22,6 +23,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEXES = frozenset({DOCKER_LIST, OCI_INDEX})
 MANIFESTS = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$")
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 """distribution refuses manifests over 4 MiB; a larger answer is not a manifest."""
 
@@ -65,10 +67,22 @@ class Index:
 
 
 @dataclass(frozen=True)
+class Blob:
+    """One content-addressed blob a manifest names: what a fetch asks the registry for."""
+
+    digest: str
+    size: int
+    media_type: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     size: int
     """Compressed bytes: the config blob and every layer."""
     layers: int
+    blobs: tuple[Blob, ...] = ()
+    """The config first, then the layers in order. Empty when any descriptor lacks a valid
+    digest: such a manifest can be sized but not fetched blob by blob (the runtime pulls)."""
 
 
 def media_type(content_type: str | None, doc: dict[str, jsonsafe.JsonValue]) -> str:
@@ -93,8 +107,9 @@ def parse(body: bytes, content_type: str | None) -> Index | Manifest:
         layers = doc.get("layers")
         if not isinstance(layers, list):
             raise ManifestError("manifest has no list of layers")
-        blobs = [doc.get("config"), *layers]
-        return Manifest(sum(_size(b) for b in blobs), len(layers))
+        descriptors = [doc.get("config"), *layers]
+        sizes = [_size(b) for b in descriptors]
+        return Manifest(sum(sizes), len(layers), _blobs(descriptors, sizes))
     raise ManifestError(f"unsupported manifest media type {kind or 'none'!r}")
 
 
@@ -120,6 +135,17 @@ def _entries(doc: dict[str, jsonsafe.JsonValue]) -> list[Entry]:
             )
         )
     return out
+
+
+def _blobs(descriptors: list[jsonsafe.JsonValue], sizes: list[int]) -> tuple[Blob, ...]:
+    out = []
+    for descriptor, size in zip(descriptors, sizes, strict=True):
+        assert isinstance(descriptor, dict)  # _size checked it
+        digest, media = descriptor.get("digest"), descriptor.get("mediaType")
+        if not isinstance(digest, str) or not _DIGEST.match(digest):
+            return ()
+        out.append(Blob(digest, size, media if isinstance(media, str) else ""))
+    return tuple(out)
 
 
 def _size(blob: jsonsafe.JsonValue) -> int:

@@ -18,6 +18,7 @@ from jcp.model.manifests import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
+    Blob,
     Index,
     Manifest,
     ManifestError,
@@ -76,6 +77,41 @@ def test_a_manifest_size_is_its_config_and_layers(media: str) -> None:
     # The media type from the document, or else from the Content-Type header.
     assert parse(json.dumps({**doc, "mediaType": media}).encode(), None) == Manifest(10_001_239, 2)
     assert parse(json.dumps(doc).encode(), f"{media}; charset=utf-8") == Manifest(10_001_239, 2)
+
+
+C, L1, L2 = ("sha256:" + c * 64 for c in "cde")
+
+
+@pytest.mark.parametrize(
+    ("config", "layers", "blobs"),
+    [
+        (  # config first, then the layers in order, each with its media type
+            {"size": 3, "digest": C, "mediaType": "application/vnd.oci.image.config.v1+json"},
+            [{"size": 7, "digest": L1, "mediaType": "l"}, {"size": 0, "digest": L2}],
+            (
+                Blob(C, 3, "application/vnd.oci.image.config.v1+json"),
+                Blob(L1, 7, "l"),
+                Blob(L2, 0, ""),
+            ),
+        ),
+        ({"size": 3, "digest": C}, [], (Blob(C, 3, ""),)),
+        # a descriptor without a usable digest: sized, but nothing to fetch blob by blob
+        ({"size": 3, "digest": C}, [{"size": 7}], ()),
+        ({"size": 3, "digest": "sha256:abc"}, [], ()),
+        ({"size": 3, "digest": "md5:" + "c" * 32}, [], ()),
+        ({"size": 3, "digest": C.upper()}, [], ()),
+        ({"size": 3, "digest": 5}, [], ()),
+    ],
+)
+def test_a_manifest_names_its_blobs(
+    config: dict[str, object], layers: list[dict[str, object]], blobs: tuple[Blob, ...]
+) -> None:
+    doc = {"mediaType": OCI_MANIFEST, "config": config, "layers": layers}
+    got = parse(json.dumps(doc).encode(), None)
+    assert isinstance(got, Manifest)
+    assert got.blobs == blobs
+    assert got.layers == len(layers)
+    assert got.size == sum(int(str(b["size"])) for b in [config, *layers])
 
 
 @pytest.mark.parametrize(
