@@ -42,6 +42,7 @@ class FetchCounts:
             "ranges": self.ranges,
             "images": self.images,
             "fallbacks": [
-                {"where": w, "reason": r, "count": n} for (w, r), n in sorted(self.fallbacks.items())
+                {"where": w, "reason": r, "count": n}
+                for (w, r), n in sorted(self.fallbacks.items())
             ],
         }
