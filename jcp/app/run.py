@@ -113,9 +113,12 @@ def _build(
     remote = None
     if settings.refresh == Refresh.DIGEST or settings.inspect != Inspect.NEVER:
         from jcp.registry.client import RegistryClient  # noqa: PLC0415
+        from jcp.registry.hosts import HostsConfig  # noqa: PLC0415
 
+        config_path = settings.registry_config_path
         remote = RegistryClient(
             insecure=settings.insecure_registries,
+            hosts=HostsConfig(config_path) if config_path is not None else None,
             on_request=metrics.registry_request if metrics is not None else None,
             on_limits=metrics.registry_limits if metrics is not None else None,
         )
