@@ -115,10 +115,13 @@ def _build(
         from jcp.registry.client import RegistryClient  # noqa: PLC0415
         from jcp.registry.hosts import HostsConfig  # noqa: PLC0415
 
-        config_path = settings.registry_config_path
+        hosts = None
+        if settings.registry_config_path is not None:
+            hosts = HostsConfig(settings.registry_config_path)
+            log.info(f"registry host config (containerd's config_path) {hosts.describe()}")
         remote = RegistryClient(
             insecure=settings.insecure_registries,
-            hosts=HostsConfig(config_path) if config_path is not None else None,
+            hosts=hosts,
             on_request=metrics.registry_request if metrics is not None else None,
             on_limits=metrics.registry_limits if metrics is not None else None,
         )

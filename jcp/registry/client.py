@@ -184,7 +184,7 @@ class RegistryClient:
     ) -> tuple[CIMultiDictProxy[str], bytes]:
         """One manifest request at one endpoint, with the auth it challenges for."""
         host = image.registry
-        at = endpoint.host if endpoint.is_mirror(host) else host
+        at = _name(endpoint, host)
         kind = method.lower()
         scope = f"repository:{image.repository}:pull"
         url = endpoint.url(host, image.repository, "manifests", reference)
@@ -194,7 +194,7 @@ class RegistryClient:
             raise RegistryFailure(Failure(Reason.REGISTRY, str(exc)), unreachable=True) from None
         for attempt in (1, 2):
             headers = {"Accept": ACCEPT, **dict(endpoint.header)}
-            authorization = await self._authorization(endpoint, at, scope, auth)
+            authorization = await self.authorization(endpoint, host, scope, auth)
             if authorization:
                 headers["Authorization"] = authorization
             try:
@@ -203,11 +203,12 @@ class RegistryClient:
                 ) as resp:
                     self._count(host, kind, str(resp.status))
                     self._note_limits(host, resp.headers)
-                    if resp.status == 401 and attempt == 1:
-                        challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
-                        if challenge is not None and challenge != self._challenges.get(at):
-                            self._challenges[at] = challenge
-                            continue
+                    if (
+                        resp.status == 401
+                        and attempt == 1
+                        and self.challenged(endpoint, host, resp)
+                    ):
+                        continue
                     self._raise_for(at, resp.status, resp.headers, image)
                     body = b"" if method == "HEAD" else await _read(resp, image)
                     return resp.headers, body
@@ -219,11 +220,23 @@ class RegistryClient:
                 ) from None
         raise RegistryFailure(Failure(Reason.AUTH, f"{at} refused the credentials (401)"))
 
-    async def _authorization(
-        self, endpoint: Endpoint, host: str, scope: str, auth: RegistryAuth | None
+    def challenged(self, endpoint: Endpoint, registry: str, resp: aiohttp.ClientResponse) -> bool:
+        """Keep a 401's challenge of one of REGISTRY's endpoints: True when it is new (worth
+        one more attempt with `authorization`)."""
+        at = _name(endpoint, registry)
+        challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
+        if challenge is None or challenge == self._challenges.get(at):
+            return False
+        self._challenges[at] = challenge
+        return True
+
+    async def authorization(
+        self, endpoint: Endpoint, registry: str, scope: str, auth: RegistryAuth | None
     ) -> str | None:
-        """The Authorization for ENDPOINT (named HOST), once it challenged; AUTH: the
-        registry's own credentials, which reach its mirrors as containerd's do."""
+        """The Authorization header for ENDPOINT of REGISTRY, once it challenged; AUTH is the
+        registry's own credentials, which reach its mirrors as containerd's do (and no other
+        host: aiohttp drops the header on a redirect to another one)."""
+        host = _name(endpoint, registry)
         challenge = self._challenges.get(host)
         if challenge is None:
             return None
@@ -331,6 +344,12 @@ def _parse(image: ImageRef, headers: CIMultiDictProxy[str], body: bytes) -> Inde
         return parse(body, headers.get("Content-Type"))
     except ManifestError as exc:
         raise RegistryFailure(Failure(Reason.REGISTRY, f"{image}: {exc}")) from None
+
+
+def _name(endpoint: Endpoint, registry: str) -> str:
+    """How an endpoint is named in messages and keyed for its challenges and tokens: the
+    registry itself, or the mirror's host."""
+    return endpoint.host if endpoint.is_mirror(registry) else registry
 
 
 def _sha256(body: bytes) -> str:

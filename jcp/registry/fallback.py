@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from jcp.model.failures import Failure, Reason, RegistryFailure
-from jcp.registry.hosts import Endpoint
+from jcp.registry.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
