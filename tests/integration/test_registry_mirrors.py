@@ -16,6 +16,8 @@ import pytest
 from devstack.images import RegistryClient, push_synthetic
 from devstack.ratelimit import RateLimitedRegistry
 from devstack.services import Registry
+from jcp.model.credentials import RegistryAuth
+from jcp.model.failures import Reason, RegistryFailure
 from jcp.model.refs import parse_reference
 from jcp.registry.client import RegistryClient as Client
 from jcp.registry.hosts import HostsConfig
@@ -40,6 +42,8 @@ class Mirror(Registry):
         config = super()._config().replace("accesslog:\n    disabled: true", "accesslog: {}")
         if self.remote is not None:
             config += f"proxy:\n  remoteurl: http://{self.remote}\n"
+            if self.user is not None:  # the cache's own account upstream
+                config += f"  username: {self.user}\n  password: {self.password}\n"
         return config
 
     def access(self, agent: str = JCP_AGENT) -> list[tuple[str, str, int]]:
@@ -161,5 +165,59 @@ async def test_order_capabilities_and_404_fallback(
             ("GET", f"/v2/{image.repository}/manifests/{pushed.digest}")
         ]
         assert jcp_at(recorder) == [f"HEAD /v2/{image.repository}/manifests/1"]
+        # All fail: the most telling failure is reported, as containerd's: not found (the
+        # empty mirror) over unreachable (the server).
+        down = hosts_dir(
+            tmp_path / "down.d",
+            recorder.host,
+            f'server = "http://127.0.0.1:9"\n[host."http://{empty.host}"]\n',
+        )
+        client = Client(hosts=HostsConfig(down))
+        try:
+            with pytest.raises(RegistryFailure) as failed:
+                await client.digest(image, None)
+        finally:
+            await client.close()
+        assert failed.value.failure.reason == Reason.NOT_FOUND
+        assert not failed.value.unreachable
     finally:
         empty.stop()
+
+
+async def test_registry_credentials_reach_its_mirror_when_it_asks(
+    tmp_path: Path,
+    open_client: RegistryClient,
+    recorder: RateLimitedRegistry,
+    unique: Callable[[str], str],
+) -> None:
+    """A site's pull-through cache that asks for an account: jcp answers its challenge with the
+    credentials configured for the registry it mirrors, as containerd does (its authorizer asks
+    for the host that answered 401, and the CRI answers with the pull's auth); wrong ones are
+    refused, and never appear in what jcp says."""
+    password = "mirror-pass-4f1c"
+    cache = Mirror(
+        tmp_path / "cache", user="site", password=password, remote=recorder.host,
+        mirror_of=recorder.host,
+    )  # fmt: skip
+    cache.start()
+    try:
+        pushed = push_synthetic(open_client, unique("authmirror"), "1")
+        image = parse_reference(pushed.reference.replace(open_client.host, recorder.host))
+        certs = hosts_dir(tmp_path / "certs.d", recorder.host, f'[host."http://{cache.host}"]\n')
+        client = Client(hosts=HostsConfig(certs))
+        try:
+            good = RegistryAuth(recorder.host, "site", password)
+            assert await client.digest(image, good) == pushed.digest
+            denied = await client.digest(image, RegistryAuth(recorder.host, "site", "nope-pass"))
+        finally:
+            await client.close()
+        path = f"/v2/{image.repository}/manifests/1"
+        assert cache.access() == [
+            ("HEAD", path, 401),  # the challenge
+            ("HEAD", path, 200),  # answered with the registry's credentials
+            ("HEAD", path, 401),  # the wrong password: refused, then the registry itself
+        ]
+        assert denied == pushed.digest, "the open registry answers when its mirror refuses"
+        assert jcp_at(recorder) == [f"HEAD {path}"]
+    finally:
+        cache.stop()
