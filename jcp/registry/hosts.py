@@ -227,38 +227,36 @@ class HostsConfig:
 
     def endpoints(self, registry: str, default: Endpoint) -> tuple[Endpoint, ...]:
         """REGISTRY's endpoints in the order they are tried; DEFAULT alone when no host
-        directory applies or its file cannot be followed (said once per version of it)."""
-        found = directory(self.root, registry)
-        if found is None:
-            return (default,)
-        file = found / FILE
+        directory applies or its file cannot be followed (said once per version of the file,
+        however many registries it serves: `_default`)."""
         try:
-            stat = file.stat()
-            version: object = (file, stat.st_mtime_ns, stat.st_size, default)
-        except OSError:
-            stat, version = None, (found, found.stat().st_mtime_ns, default)
+            found = directory(self.root, registry)
+            if found is None:
+                return (default,)
+            file = found / FILE
+            stat = file.stat() if file.exists() else found.stat()
+        except OSError:  # a directory gone under us: as if there were none
+            return (default,)
+        version = (file, file.exists(), stat.st_mtime_ns, stat.st_size)
         cached = self._cache.get(registry)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == (version, default):
             return cached[1]
-        endpoints = self._load(registry, found, default, version, exists=stat is not None)
-        self._cache[registry] = (version, endpoints)
+        endpoints = self._load(file, default, version)
+        self._cache[registry] = ((version, default), endpoints)
         return endpoints
 
-    def _load(
-        self, registry: str, found: Path, default: Endpoint, version: object, *, exists: bool
-    ) -> tuple[Endpoint, ...]:
-        file = found / FILE
+    def _load(self, file: Path, default: Endpoint, version: object) -> tuple[Endpoint, ...]:
         try:
-            text = file.read_text() if exists else ""
+            text = file.read_text() if file.exists() else ""
             if not text:
-                return (cert_files(found, default),)
+                return (cert_files(file.parent, default),)
             return parse(text, file, default)
         except (OSError, UnicodeDecodeError, HostsError) as exc:
             if version not in self._said:
                 self._said.add(version)
                 log.error(
-                    f"registry host config {exc}; {registry} is asked at {default.root} as if "
-                    "there were no hosts.toml (as containerd does)",
-                    extra={"fields": {"event": "hosts_config_invalid", "registry": registry}},
+                    f"registry host config {exc}; the registries it configures are asked "
+                    "themselves, as if there were no hosts.toml (as containerd does)",
+                    extra={"fields": {"event": "hosts_config_invalid", "file": str(file)}},
                 )
             return (default,)

@@ -192,3 +192,25 @@ def test_bad_file_is_said_once_per_version_and_reread_when_fixed(
     assert "s3cret" not in said[0]
     file.write_text('[host."https://m.local"]\ncapabilities = ["pull", "resolve"]\n')
     assert [e.host for e in config.endpoints(REG, DEFAULT)] == ["m.local", REG]
+
+
+def test_a_bad_default_is_said_once_for_all_registries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "_default").mkdir()
+    (tmp_path / "_default" / "hosts.toml").write_text("server = 5\n")
+    config = HostsConfig(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        for registry in ("a.example", "b.example", "a.example"):
+            default = Endpoint("https", registry)
+            assert config.endpoints(registry, default) == (default,)
+    assert len(caplog.records) == 1
+    assert "server: expected a URL string" in caplog.records[0].getMessage()
+
+
+def test_describe_says_what_the_directory_configures(tmp_path: Path) -> None:
+    assert "no host directory" in HostsConfig(tmp_path).describe()
+    assert "every registry is asked itself" in HostsConfig(tmp_path / "absent").describe()
+    (tmp_path / "docker.io").mkdir()
+    (tmp_path / "_default").mkdir()
+    assert HostsConfig(tmp_path).describe().endswith("directories for _default, docker.io")
