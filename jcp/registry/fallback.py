@@ -1,7 +1,9 @@
 """A registry's endpoints tried in order, as containerd's resolver and fetcher try them
 (`core/remotes/docker/resolver.go` Resolve, `fetcher.go` Fetch): the next one after a transport
-error or any status >= 400; when all fail, the most telling failure is the one raised, as
-containerd's `firstErrPriority` picks it (another status over not found over unreachable).
+error or any status >= 400 (1.6, 1.7 and 2.x alike); when all fail, the most telling failure is
+the one raised, as containerd 2.x's `firstErrPriority` picks it (another status over not found
+over unreachable; 1.6 and 1.7 report the first failure that is not a 404, which differs only in
+the message when endpoints fail differently).
 
 Shared by the manifest requests of `client.py` and the blob fetches, so that both say the same
 once: an endpoint that fails is logged when it starts failing, and when it answers again.

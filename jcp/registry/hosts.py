@@ -15,7 +15,9 @@ What is followed, from containerd's `core/remotes/docker/config/hosts.go` and
   and uses the registry itself; so does jcp (logged once per version of the file);
 - a request to an endpoint that is not the registry carries `?ns=<registry>` (`isProxy`).
 What is not: containerd's TLS-then-HTTP retry of an `http://` host that also has TLS settings
-(here http is http), `push`/`referrers` (jcp never pushes).
+(here http is http), `push`/`referrers` (jcp never pushes). containerd's blob fetcher checks
+that some host may `pull` but then tries them all; jcp asks only those that may.
+`_default` is read by containerd since 1.6.x (not 1.6.0) and 1.7.
 
 How the endpoints are tried in turn is `fallback.py`'s.
 """
