@@ -58,7 +58,9 @@ class Endpoint:
 
     def url(self, registry: str, repository: str, *parts: str) -> str:
         url = "/".join((self.root, repository, *parts))
-        return url + f"?ns={quote(registry, safe=':')}" if self.is_mirror(registry) else url
+        if not self.is_mirror(registry):
+            return url
+        return f"{url}?ns={quote(registry, safe=':')}"  # containerd sends %3A: the same query
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The endpoint's TLS settings; None: the defaults. Raises HostsError (a CA or client

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
+from devstack.containerd import Containerd
 from devstack.images import RegistryClient, push_synthetic
 from devstack.ratelimit import RateLimitedRegistry
 from devstack.services import Registry
@@ -21,6 +24,7 @@ from jcp.model.failures import Reason, RegistryFailure
 from jcp.model.refs import parse_reference
 from jcp.registry.client import RegistryClient as Client
 from jcp.registry.hosts import HostsConfig
+from tests.support.cri_args import cri_args
 from tests.support.helpers import entry, publish
 from tests.support.jcp_process import JcpProcess, engine_args
 
@@ -54,7 +58,8 @@ class Mirror(Registry):
         found = [
             m for m in map(_ACCESS.search, lines) if m is not None and m.group(4).startswith(agent)
         ]
-        assert all(m.group(2).endswith(f"?ns={self.mirror_of}") for m in found), found
+        ns = f"?ns={self.mirror_of}"  # containerd's form has %3A for the colon
+        assert all(unquote(m.group(2)).endswith(ns) for m in found), [m.group(2) for m in found]
         return [(m.group(1), m.group(2).split("?")[0], int(m.group(3))) for m in found]
 
 
@@ -221,3 +226,40 @@ async def test_registry_credentials_reach_its_mirror_when_it_asks(
         assert jcp_at(recorder) == [f"HEAD {path}"]
     finally:
         cache.stop()
+
+
+async def test_jcp_and_containerd_read_the_same_config_path(
+    tmp_path: Path,
+    open_client: RegistryClient,
+    recorder: RateLimitedRegistry,
+    mirror: Mirror,
+    containerd: Containerd,
+    docker_root: Path,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """The node's case: jcp is given containerd's own config_path. Registry A then sees neither
+    containerd's pull nor jcp's requests (only the cache's upstream fetches): both go to B."""
+    repo = unique("cri-mirrored")
+    push_synthetic(open_client, repo, "1")
+    ref = f"{recorder.host}/{repo}:1"
+    certs = containerd.root / "certs.d"
+    hosts_dir(certs, recorder.host, f'[host."http://{mirror.host}"]\n')
+    try:
+        cfg = publish(tmp_path / "config", [entry(ref)], interval="60")
+        args = [
+            *engine_args(cfg, docker_root, extra=cri_args(containerd)),
+            "--registry-config-path",
+            str(certs),
+        ]
+        for expected in ("1 pulled", "0 pulled, 1 up to date"):
+            run = jcp("once", args)
+            assert await run.wait_exit() == 0, run.text()
+            assert expected in run.text()
+    finally:
+        shutil.rmtree(certs / recorder.host)  # the session's containerd: as it was
+    asked = {(s.agent.split("/")[0], s.method) for s in recorder.seen}
+    assert not {a for a in asked if a[0] in {"Python", "containerd"}}, asked
+    runtime = mirror.access("containerd/")
+    assert any(m == "GET" and "/blobs/" in p for m, p, _ in runtime), runtime
+    assert [m for m, p, _ in mirror.access() if "/manifests/1" in p] == ["GET", "HEAD"]
