@@ -135,6 +135,10 @@ class Settings:
     inspect: Inspect = Inspect.AUTO
     insecure_registries: tuple[str, ...] = ()
     """Registry hosts asked over plain HTTP (loopback hosts always are)."""
+    registry_config_path: Path | None = None
+    """`--registry-config-path`: containerd's `config_path` (its hosts.toml directories, as
+    mounted from the node), so that jcp's registry requests take the runtime's mirrors; None:
+    every registry is asked itself."""
     rate_limit_pause: float = 60.0
     """Seconds a registry that answered 429 is left alone when it sent no Retry-After."""
     node_labels: Mapping[str, str] | None = None

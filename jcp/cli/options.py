@@ -184,6 +184,16 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         help="a registry jcp asks for digests over plain HTTP (loopback hosts always are); "
         "repeatable",
     )
+    p.add_argument(
+        "--registry-config-path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="containerd's registry config_path (e.g. /etc/containerd/certs.d, mounted from the "
+        "node): jcp's digest HEADs and manifest GETs go to the mirrors of each registry's "
+        "<DIR>/<host>/hosts.toml (or _default) in order, and fall back as containerd does "
+        "(default: every registry is asked itself)",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     add_fetch_options(p)
