@@ -11,11 +11,15 @@ to a satisfiable Range), which is what the claims need.
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+_MARKER = "/v2/request-log-marker/manifests/"
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"([\d.]+)(ns|us|µs|ms|s|m|h)")
 
@@ -106,3 +110,22 @@ class RequestLog:
         # Only whole lines: the registry may be writing the last one.
         data = data[: data.rfind(b"\n") + 1]
         return parse(data.decode(errors="replace"))
+
+    def settled(self, host: str, timeout: float = 10) -> list[Request]:
+        """Requests answered since the mark, once every request answered before this call is
+        in the log: a marker request is sent and its line waited for (each line is written
+        as its request ends, so the ones before it are there). The marker is left out."""
+        marker = f"{_MARKER}{os.getpid()}-{time.monotonic_ns()}"
+        conn = http.client.HTTPConnection(host, timeout=5)
+        try:
+            conn.request("HEAD", marker)
+            conn.getresponse().read()
+        finally:
+            conn.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.since()
+            if any(r.uri == marker for r in got):
+                return [r for r in got if not r.uri.startswith(_MARKER)]
+            time.sleep(0.01)
+        raise TimeoutError(f"the registry's log has no line for {marker} after {timeout}s")
