@@ -114,6 +114,21 @@ async def ranges(url: str, size: int, streams: list[int], repeats: int) -> dict[
     return out
 
 
+async def reset(endpoint: str, refs: list[str], digests: list[str]) -> None:
+    """No image of REFS, and none of the DIGESTS' blobs in the store (containerd's GC ran)."""
+    await cri_pull(endpoint, refs, 1, remove=True)
+    channel = open_channel(endpoint)
+    try:
+        deadline = time.monotonic() + 60
+        for digest in digests:
+            while await prefill.present(channel, digest):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"containerd kept {digest} after RemoveImage")
+                await asyncio.sleep(0.1)
+    finally:
+        await channel.close()
+
+
 @dataclass(frozen=True)
 class Image:
     ref: str
@@ -132,17 +147,7 @@ class Puller:
         self.blob_bytes: list[dict[str, int]] = []
 
     async def _reset(self) -> None:
-        """No image, no content: the layer's blob is gone from the store (GC ran)."""
-        await cri_pull(self.daemon.endpoint, [self.ref], 1, remove=True)
-        channel = open_channel(self.daemon.endpoint)
-        try:
-            deadline = time.monotonic() + 60
-            while await prefill.present(channel, self.layer.digest):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("containerd kept the layer after RemoveImage")
-                await asyncio.sleep(0.1)
-        finally:
-            await channel.close()
+        await reset(self.daemon.endpoint, [self.ref], [self.layer.digest])
 
     async def _pull(self) -> float:
         requests = self.link.requests()
