@@ -67,24 +67,24 @@ def contenders(root: Path, endpoint: str, host: str, refs: list[str]) -> dict[st
     }
 
 
-def run(cmd: list[str], stdin: str | None) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS bytes) of CMD, which must exit 0."""
+def run(cmd: list[str], stdin: str | None, scratch: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS bytes) of CMD, which must exit 0. GNU time
+    reports the CPU and peak RSS: a child forked from this (large) process would count this
+    process's pages in its own peak until it execs, so the fork must come from a small one."""
+    usage = scratch / "usage"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    done = subprocess.run(
+        ["/usr/bin/time", "-o", str(usage), "-f", "%U %S %M", *cmd],
+        input=(stdin or "").encode(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=False,
     )
-    assert proc.stdin is not None
-    assert proc.stderr is not None
-    proc.stdin.write((stdin or "").encode())
-    proc.stdin.close()
-    err = proc.stderr.read()
-    proc.stderr.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {err[-1500:]!r}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]!r}")
+    user, system, rss_kib = usage.read_text().split()[-3:]
+    return wall, float(user) + float(system), int(rss_kib) * 1024
 
 
 def scenario(
@@ -104,7 +104,8 @@ def scenario(
             asyncio.run(reset(daemon.endpoint, refs, digests))
             requests = link.requests()
             requests.mark()
-            wall, cpu, rss = run(*how)
+            cmd, stdin = how
+            wall, cpu, rss = run(cmd, stdin, root)
             sent: Counter[str] = Counter()
             for r in requests.settled(link.host):
                 if r.blob_get:
