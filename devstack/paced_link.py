@@ -8,29 +8,28 @@ only, one /30 per link so that parallel sessions never collide. The namespace's 
 direction of blob bytes) has an htb root with CLASSES classes of rate and ceil RATE each.
 
 Which class a connection gets: the issue proposed a u32 match on the client port's low bits,
-but Linux's connect() picks even ports first (bit 0 is always 0), and ports are spread at
-random, so 4 connections share a class about one time in three. Instead, conntrack gives each
+but Linux's connect() picks even ports (bit 0 is always 0: 8 of 16 classes ever used) spread
+at random, so 4 connections would share a class more often than not (59%; 33% even with bits
+1-4), and a range fetch would be measured at half speed. Instead, conntrack gives each
 new connection the next class in turn (iptables `statistic --mode nth` sets its connmark, and
 `CLASSIFY` maps the mark to the class): up to CLASSES connections open at once are each paced
 to RATE exactly. (This kernel has htb, u32, conntrack and xt_CLASSIFY; not netem, fq, sfq.)
 
-The link cleans up after itself: a watchdog process, in a session of its own, holds the read
-end of a pipe whose write end only this process has; when this process ends for any reason
-(SIGKILL included) the pipe closes and the watchdog kills every process in the namespace,
-deletes the namespace and the veth. stop() closes the pipe too: one cleanup path.
+The link cleans up after itself: a watchdog process (devstack/link_watchdog.py), in a session
+of its own, holds the read end of a pipe whose write end only this process has; when this
+process ends for any reason (SIGKILL included) the pipe closes and the watchdog kills every
+process in the namespace, deletes the namespace and the veth. stop() closes the pipe too: one
+cleanup path.
 
 The registry logs every request as JSON (level info); `requests()` reads that log.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import ipaddress
-import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from devstack.link_watchdog import cleanup, ip, link_exists, netns_exists
 from devstack.request_log import RequestLog
 from devstack.services import Registry, StackError, _stop, _wait
 
@@ -48,30 +48,12 @@ DEFAULT_RATE = 20e6
 PORT = 5000
 
 
-def _ip(
-    *args: str, netns: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    cmd = ["ip", *(["-n", netns] if netns else []), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if check and done.returncode != 0:
-        raise StackError(f"{' '.join(cmd)}: {done.stderr.strip()}")
-    return done
-
-
 def _in_ns(netns: str, *cmd: str) -> None:
     done = subprocess.run(
         ["ip", "netns", "exec", netns, *cmd], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise StackError(f"in {netns}: {' '.join(cmd)}: {done.stderr.strip()}")
-
-
-def link_exists(name: str) -> bool:
-    return _ip("link", "show", name, check=False).returncode == 0
-
-
-def netns_exists(name: str) -> bool:
-    return name in _ip("netns", "list").stdout.split()
 
 
 def names(slot: int) -> tuple[str, str, str]:
@@ -172,7 +154,7 @@ class PacedLink:
         for _ in range(64):
             slot = rng.randrange(SLOTS)
             netns = names(slot)[0]
-            if _ip("netns", "add", netns, check=False).returncode == 0:
+            if ip("netns", "add", netns, check=False).returncode == 0:
                 self.slot = slot
                 return
         raise StackError("no free 198.18.0.0/15 slot for a paced link")
@@ -182,7 +164,7 @@ class PacedLink:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         with (self.root / "watchdog.log").open("ab") as out:
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-m", "devstack.paced_link", self.netns, self.veth],
+                [sys.executable, "-m", "devstack.link_watchdog", self.netns, self.veth],
                 stdin=read,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -195,13 +177,13 @@ class PacedLink:
     def _wire(self) -> None:
         netns, host_veth, ns_veth = names(self.slot)
         host_ip, ns_ip = addresses(self.slot)
-        _ip("link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
-        _ip("link", "set", ns_veth, "netns", netns)
-        _ip("addr", "add", f"{host_ip}/30", "dev", host_veth)
-        _ip("link", "set", host_veth, "up")
-        _ip("addr", "add", f"{ns_ip}/30", "dev", ns_veth, netns=netns)
-        _ip("link", "set", ns_veth, "up", netns=netns)
-        _ip("link", "set", "lo", "up", netns=netns)
+        ip("link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
+        ip("link", "set", ns_veth, "netns", netns)
+        ip("addr", "add", f"{host_ip}/30", "dev", host_veth)
+        ip("link", "set", host_veth, "up")
+        ip("addr", "add", f"{ns_ip}/30", "dev", ns_veth, netns=netns)
+        ip("link", "set", ns_veth, "up", netns=netns)
+        ip("link", "set", "lo", "up", netns=netns)
         self._pace(ns_veth)
 
     def _pace(self, dev: str) -> None:
@@ -281,52 +263,3 @@ class PacedLink:
             elif words[:1] == ["Sent"]:
                 sent[current] = int(words[1])
         return sent
-
-
-def cleanup(netns: str, veth: str, timeout: float = 10) -> None:
-    """Kill what runs in NETNS, delete it and VETH, and wait until both are gone."""
-    pids = _ip("netns", "pids", netns, check=False).stdout.split()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), sig)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _ip("netns", "pids", netns, check=False).stdout:
-            time.sleep(0.05)
-        pids = _ip("netns", "pids", netns, check=False).stdout.split()
-        if not pids:
-            break
-    _ip("netns", "del", netns, check=False)
-    deadline = time.monotonic() + timeout
-    while link_exists(veth) and time.monotonic() < deadline:
-        # The kernel takes a deleted namespace's devices down asynchronously; deleting one
-        # end of the pair takes both at once.
-        _ip("link", "del", veth, check=False)
-        time.sleep(0.05)
-
-
-class _StoppedError(Exception):
-    pass
-
-
-def _watch(netns: str, veth: str) -> int:
-    """Block until the owner's pipe closes (the owner stopped the link, or died), then clean."""
-
-    def term(*_: object) -> None:
-        raise _StoppedError
-
-    signal.signal(signal.SIGTERM, term)  # a stray TERM still ends in a cleanup
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C of the owner's terminal does not
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        while os.read(0, 1):
-            pass
-    except _StoppedError:
-        pass
-    cleanup(netns, veth)
-    print(json.dumps({"cleaned": netns, "veth": veth}), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_watch(sys.argv[1], sys.argv[2]))

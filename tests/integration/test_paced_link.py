@@ -19,7 +19,8 @@ import pytest
 
 from bench.ranges import AGENT, blob_url, fetch
 from devstack.images import RegistryClient, make_layer
-from devstack.paced_link import PacedLink, link_exists, netns_exists
+from devstack.link_watchdog import link_exists, netns_exists
+from devstack.paced_link import PacedLink
 from tests.support.helpers import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a paced link needs root")
