@@ -13,7 +13,7 @@
 #   scripts/ppc64le-run.sh check   [--work DIR]     version, validate, once into a containerd
 #   scripts/ppc64le-run.sh exec    [--work DIR] [--bind PATH]... -- CMD [ARG...]
 # --work   where the root is unpacked and the throwaway registry and containerd live
-#          (default ${TMPDIR:-/tmp}/jcp-ppc64le; wiped by prepare)
+#          (default ${TMPDIR:-/tmp}/jcp-ppc64le; prepare replaces its root/)
 # --cache  where the debootstrapped root is kept as a tarball (default $JCP_CACHE or
 #          /var/cache/jcp-test, like the amd64 root of tests/integration/test_deploy.py)
 # --wheels a directory of ppc64le wheels to install (default: fetch them with
