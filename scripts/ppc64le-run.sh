@@ -86,7 +86,9 @@ binfmt() {
     else
       line=':qemu-ppc64le:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x15\x00:\xff\xff\xff\xff\xff\xff\xff\xfc\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\x00:/usr/bin/qemu-ppc64le-static:F'
     fi
-    printf '%s' "$line" > "$d/register" || die "cannot register qemu-ppc64le with binfmt_misc"
+    # Another run may register it at the same moment: its entry is as good as ours.
+    printf '%s' "$line" 2>/dev/null > "$d/register" || [ -e "$d/qemu-ppc64le" ] \
+      || die "cannot register qemu-ppc64le with binfmt_misc"
   fi
   [ "$(head -n 1 "$d/qemu-ppc64le")" = enabled ] || echo 1 > "$d/qemu-ppc64le"
   if ! grep -q '^flags:.*F' "$d/qemu-ppc64le"; then
