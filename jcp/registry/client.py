@@ -124,6 +124,24 @@ class RegistryClient:
             )
         return RemoteImage(digest, child.size, platforms)
 
+    def blob_url(self, image: ImageRef, digest: str) -> str:
+        return f"{self.base(image.registry)}/v2/{image.repository}/blobs/{digest}"
+
+    async def pull_headers(
+        self, image: ImageRef, auth: RegistryAuth | None, challenge: str | None = None
+    ) -> dict[str, str]:
+        """The Authorization a pull of IMAGE's repository needs (blob GETs), with the token
+        logic of the manifest requests; CHALLENGE, a 401's `WWW-Authenticate`, is learnt
+        first. Raises RegistryFailure (the token service)."""
+        host = image.registry
+        found = parse_challenge(challenge)
+        if found is not None:
+            self._challenges[host] = found
+        self._session(host)  # the token request goes through the registry's session
+        scope = f"repository:{image.repository}:pull"
+        authorization = await self._authorization(host, scope, auth)
+        return {"Authorization": authorization} if authorization else {}
+
     def metered(self, registry: str) -> bool:
         return registry in self.rate_limits
 

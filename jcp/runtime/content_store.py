@@ -313,6 +313,10 @@ class Writer:
         if got.digest and got.digest != self.digest:
             raise ContentError(f"{self._what()}: containerd committed {got.digest}", "DATA_LOSS")
 
+    async def close(self) -> None:
+        """End the stream and keep the ingest: a writer opened on the same ref resumes it."""
+        await self._close(ConnectionAbortedError("closed"))
+
     async def abort(self) -> None:
         """Close the stream and drop the ingest: nothing of this blob stays in containerd."""
         await self._close(ConnectionAbortedError("aborted"))
