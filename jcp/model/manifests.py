@@ -167,3 +167,5 @@ class RemoteImage:
     """Compressed bytes of the node's platform (config + layers)."""
     platforms: tuple[str, ...] = ()
     """The list's platforms; empty for a single-platform manifest."""
+    blobs: tuple[Blob, ...] = ()
+    """The node's platform's config and layers (`Manifest.blobs`): what a fetch asks for."""

@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from jcp import __version__
 from jcp.model.credentials import RegistryAuth
 from jcp.model.errors import JcpError
 from jcp.model.failures import RegistryFailure
@@ -45,6 +46,8 @@ CHUNK = 16 * 1024 * 1024
 RETRIES = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_HOPS = 5
+USER_AGENT = f"jcp/{__version__}"
+"""What the registry's access log shows for jcp's blob GETs (the runtime's are its own)."""
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 
 
@@ -267,7 +270,7 @@ class BlobFetcher:
         """One GET of what R still lacks, following redirects itself: credentials go to the
         registry's host only, never to the host a redirect names (object storage)."""
         url = job.url
-        headers = {**job.headers, "Range": f"bytes={r.pos}-{r.end - 1}"}
+        headers = {**job.headers, "Range": f"bytes={r.pos}-{r.end - 1}", "User-Agent": USER_AGENT}
         for _ in range(_MAX_HOPS):
             session = self._pool()
             async with session.get(url, headers=headers, allow_redirects=False) as resp:

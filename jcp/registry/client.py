@@ -105,7 +105,7 @@ class RegistryClient:
         digest = headers.get("Docker-Content-Digest") or image.digest or _sha256(body)
         found = _parse(image, headers, body)
         if isinstance(found, Manifest):
-            return RemoteImage(digest, found.size)
+            return RemoteImage(digest, found.size, blobs=found.blobs)
         entry = found.pick(arch)
         platforms = tuple(found.platforms())
         if entry is None:
@@ -122,7 +122,7 @@ class RegistryClient:
             raise RegistryFailure(
                 Failure(Reason.REGISTRY, f"{image}: the list's entry is not a manifest")
             )
-        return RemoteImage(digest, child.size, platforms)
+        return RemoteImage(digest, child.size, platforms, child.blobs)
 
     def blob_url(self, image: ImageRef, digest: str) -> str:
         return f"{self.base(image.registry)}/v2/{image.repository}/blobs/{digest}"

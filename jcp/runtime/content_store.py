@@ -145,12 +145,14 @@ class ContentStore:
             )
         return str(got.lease.id)
 
-    async def drop_lease(self, lease: str) -> None:
-        """Delete LEASE (absent already: nothing to do). Not sync: the content it held stays
-        while an image record refers to it, and GC takes the rest on its next pass."""
+    async def drop_lease(self, lease: str, *, sync: bool = False) -> None:
+        """Delete LEASE (absent already: nothing to do). The content it held stays while an
+        image record refers to it; GC takes the rest on its next pass, or before this returns
+        with SYNC (which also collects every expired lease)."""
         call = self._channel.unary(LEASES + "Delete", lpb.DeleteRequest, Empty)
         try:
-            await call(lpb.DeleteRequest(id=lease), deadline=_DEADLINE, metadata=self._meta())
+            request = lpb.DeleteRequest(id=lease, sync=sync)
+            await call(request, deadline=_DEADLINE, metadata=self._meta())
         except CallError as exc:
             if exc.code != "NOT_FOUND":
                 with _said(f"deleting lease {lease}"):
