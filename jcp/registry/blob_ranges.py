@@ -17,6 +17,8 @@ from typing import Protocol
 
 PIECE = 256 * 1024
 """Bytes per read from a registry's answer."""
+WRITE = 1024 * 1024
+"""Bytes per write into the sink: one Content.Write message (content_store.MESSAGE)."""
 HEAD_BUFFER = 2 * 1024 * 1024
 """Bytes of the range being written that may wait for the sink."""
 
@@ -83,6 +85,16 @@ class Window:
             self.peak = max(self.peak, self.held)
             self._cond.notify_all()
 
+    async def forget(self, ranges: Sequence[Range]) -> None:
+        """Give back what RANGES still hold or reserve (a fetch cut off or failed)."""
+        async with self._cond:
+            for r in ranges:
+                self.used -= r.reserved
+                self.held -= r.buffered
+                r.reserved = r.buffered = 0
+                r.pieces = []
+            self._cond.notify_all()
+
     async def wake(self) -> None:
         async with self._cond:
             self._cond.notify_all()
@@ -111,18 +123,34 @@ class Window:
                     batch, r.pieces = r.pieces, []
                 if not batch:
                     break
-                data = batch[0] if len(batch) == 1 else b"".join(batch)
-                if hasher is not None:
-                    hasher.update(data)
-                await sink.write(data)
-                async with self._cond:
-                    r.buffered -= len(data)
-                    self.held -= len(data)
-                    freed = min(r.reserved, len(data))
-                    r.reserved -= freed
-                    self.used -= freed
-                    self._cond.notify_all()
+                for data in _grouped(batch):
+                    if hasher is not None:
+                        hasher.update(data)
+                    await sink.write(data)
+                    async with self._cond:
+                        r.buffered -= len(data)
+                        self.held -= len(data)
+                        freed = min(r.reserved, len(data))
+                        r.reserved -= freed
+                        self.used -= freed
+                        self._cond.notify_all()
             async with self._cond:  # a range cut short (ranges unsupported) frees the rest
                 self.used -= r.reserved
                 r.reserved = 0
                 self._cond.notify_all()
+
+
+def _grouped(pieces: list[bytes]) -> list[bytes]:
+    """PIECES joined into writes of about WRITE bytes (one copy, not one per piece)."""
+    out: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        group.append(piece)
+        size += len(piece)
+        if size >= WRITE:
+            out.append(group[0] if len(group) == 1 else b"".join(group))
+            group, size = [], 0
+    if group:
+        out.append(group[0] if len(group) == 1 else b"".join(group))
+    return out

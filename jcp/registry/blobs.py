@@ -11,8 +11,8 @@ window (ranges finish out of order, the sink takes them in order). A range that 
 being written reserves its length in the window before it is asked for, and waits while the
 window is full; the range being written (the head) streams through a small buffer. So the
 bytes held never exceed `window + streams * (HEAD_BUFFER + PIECE)` (`BlobFetcher.bound`,
-asserted in the tests), whatever the number of blobs and their sizes: 8 x 16 MiB + 8 x 2.25
-MiB = 146 MiB with the defaults.
+asserted in the tests), whatever the number of blobs and their sizes: 8 x 4 MiB + 8 x 2.25
+MiB = 50 MiB with the defaults (measured: +46 MiB of RSS for a 200 MiB blob).
 
 Verification: sha256 over the in-order bytes while they are written; a mismatch aborts the
 ingest, commits nothing and is `FetchError`. A resumed ingest (the sink holds a prefix from
@@ -42,7 +42,13 @@ from jcp.registry.blob_ranges import HEAD_BUFFER, PIECE, Range, Window, plan
 from jcp.registry.client import RegistryClient
 
 STREAMS = 8
-CHUNK = 16 * 1024 * 1024
+CHUNK = 4 * 1024 * 1024
+"""Measured (bench/fetch.py, /tmp/jcp-work/fetch-readme.md): on loopback streams and chunk
+barely move the rate (jcp's CPU sets it), but the RSS grows with the window (8 x 16 MiB:
++162 MiB, past the pod's 192 Mi limit; 8 x 4 MiB: +46 MiB); on connections paced to 5 MB/s,
+8 x 4 MiB fetch a 64 MiB blob at 34.5 MB/s against 5.0 over one stream."""
+MIN_RANGE = 1024 * 1024
+"""A blob of fewer than `streams` chunks is cut into `streams` ranges, none under this."""
 RETRIES = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_HOPS = 5
@@ -54,10 +60,13 @@ _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 class FetchError(JcpError):
     """A blob could not be fetched or did not verify: nothing of it was committed."""
 
-    def __init__(self, message: str, *, registry: str, digest: str) -> None:
+    def __init__(self, message: str, *, registry: str, digest: str, corrupt: bool = False) -> None:
         super().__init__(message)
         self.registry = registry
         self.digest = digest
+        self.corrupt = corrupt
+        """The bytes were wrong (the digest did not match): their ingest was dropped. Other
+        failures keep the ingest, so that the next fetch resumes it."""
 
 
 class BlobWriter(Protocol):
@@ -75,6 +84,8 @@ class BlobWriter(Protocol):
 
 
 class ContentSink(Protocol):
+    """Raises JcpError; one whose `code` is ALREADY_EXISTS means the blob is there."""
+
     async def info(self, digest: str) -> int | None: ...
 
     async def writer(self, ref: str, digest: str, size: int, lease: str) -> BlobWriter: ...
@@ -108,10 +119,13 @@ class _Job:
     """The challenge the headers answer: the same one again means refused credentials."""
     error: BaseException | None = None
 
-    def fail(self, message: str) -> FetchError:
+    def fail(self, message: str, *, corrupt: bool = False) -> FetchError:
         what = f"blob {self.blob.digest} of {self.image} from {self.image.registry}"
         return FetchError(
-            f"{what}: {message}", registry=self.image.registry, digest=self.blob.digest
+            f"{what}: {message}",
+            registry=self.image.registry,
+            digest=self.blob.digest,
+            corrupt=corrupt,
         )
 
 
@@ -199,11 +213,17 @@ class BlobFetcher:
                     return
                 writer = await sink.writer(f"jcp-{blob.digest}", blob.digest, blob.size, lease)
             except JcpError as exc:
+                if getattr(exc, "code", None) == "ALREADY_EXISTS":  # committed meanwhile
+                    job.report.blobs_present += 1
+                    return
                 raise job.fail(f"the runtime's content store: {exc}") from None
             try:
                 await self._write(job, writer)
             except asyncio.CancelledError:
                 await (writer.close() if keep else writer.abort())
+                raise
+            except FetchError as exc:
+                await (writer.abort() if exc.corrupt else writer.close())
                 raise
             except BaseException:
                 await writer.abort()
@@ -215,7 +235,8 @@ class BlobFetcher:
         job.report.resumed_bytes += start
         hasher = hashlib.sha256() if start == 0 else None
         known = self.range_support.get(job.image.registry)
-        ranges = plan(start, blob.size, self.chunk if known is not False else blob.size)
+        step = max(MIN_RANGE, min(self.chunk, -(-(blob.size - start) // self.streams)))
+        ranges = plan(start, blob.size, step if known is not False else blob.size)
         probe = known is None and len(ranges) > 1 and job.image.registry not in self._probes
         if probe:
             self._probes[job.image.registry] = asyncio.Event()
@@ -229,12 +250,16 @@ class BlobFetcher:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.window.forget(ranges)
         if hasher is not None and f"sha256:{hasher.hexdigest()}" != blob.digest:
-            raise job.fail(f"the bytes received hash to sha256:{hasher.hexdigest()}")
+            message = f"the bytes received hash to sha256:{hasher.hexdigest()}"
+            raise job.fail(message, corrupt=True)
         try:
             await writer.commit()
         except JcpError as exc:
-            raise job.fail(f"the runtime refused it: {exc}") from None
+            # containerd refused the whole blob's digest (a resumed ingest: see the docstring)
+            wrong = getattr(exc, "code", None) == "FAILED_PRECONDITION"
+            raise job.fail(f"the runtime refused it: {exc}", corrupt=wrong) from None
 
     async def _range(self, job: _Job, r: Range, *, first: bool, probing: bool) -> None:
         host = job.image.registry
@@ -251,7 +276,7 @@ class BlobFetcher:
             while not r.complete:
                 try:
                     async with self._connections:
-                        await self._get(job, r, probing)
+                        await self._get(job, r, first=first, probing=probing)
                 except (_RetryError, aiohttp.ClientError, TimeoutError, OSError) as exc:
                     failures += 1
                     if failures > self.retries:
@@ -266,7 +291,7 @@ class BlobFetcher:
             if probing:
                 self._probes[host].set()
 
-    async def _get(self, job: _Job, r: Range, probing: bool) -> None:
+    async def _get(self, job: _Job, r: Range, *, first: bool, probing: bool) -> None:
         """One GET of what R still lacks, following redirects itself: credentials go to the
         registry's host only, never to the host a redirect names (object storage)."""
         url = job.url
@@ -283,7 +308,7 @@ class BlobFetcher:
                 if resp.status == 401 and url == job.url:
                     await self._authorize(job, resp.headers.get("WWW-Authenticate"))
                     raise _RetryError("401: authorizing again")
-                await self._body(job, r, resp, probing)
+                await self._body(job, r, resp, first=first, probing=probing)
                 return
         raise job.fail(f"more than {_MAX_HOPS} redirects")
 
@@ -296,7 +321,9 @@ class BlobFetcher:
             raise job.fail(str(exc)) from None
         job.challenged = challenge
 
-    async def _body(self, job: _Job, r: Range, resp: aiohttp.ClientResponse, probing: bool) -> None:
+    async def _body(
+        self, job: _Job, r: Range, resp: aiohttp.ClientResponse, *, first: bool, probing: bool
+    ) -> None:
         host, size = job.image.registry, job.blob.size
         partial = r.pos > 0 or r.end < size
         skip = 0
@@ -308,6 +335,8 @@ class BlobFetcher:
         elif resp.status == 200:
             if partial:  # Range ignored: this answer is the whole blob, one stream for it
                 self.range_support[host] = False
+                if not first:  # more than a range's room: the next fetch uses one stream
+                    raise job.fail("the registry ignored Range in the middle of the blob")
                 skip = r.pos
                 r.end = size
         elif resp.status in (429, 408) or resp.status >= 500:
