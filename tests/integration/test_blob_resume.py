@@ -1,12 +1,14 @@
 """Cut-off fetches on real containerd 1.6 and 1.7: a fetch stopped mid-blob resumes from the
 offset containerd holds (counted at the registry side), a cancelled fetch leaves no ingest and
 no lease, a lease left by a crash expires by itself, and a socket without containerd's
-content API says so (the caller then leaves the bytes to the runtime)."""
+content API says so (the caller then leaves the bytes to the runtime); a reset connection is
+resumed within its range, and a registry that keeps cutting fails with the ingest kept."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -14,10 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from devstack.containerd import Containerd
 from devstack.images import RegistryClient as Pusher
 from devstack.stack import Stack
-from jcp.registry.blobs import BlobFetcher, FetchReport
+from jcp.registry.blobs import BlobFetcher, FetchError, FetchReport
 from jcp.runtime.content_store import EXPIRE_LABEL, ContentStore
 from tests.support.blob_proxy import BlobProxy
 from tests.support.fetch_images import Image, MiB, no_jcp_leases, pushed
@@ -150,3 +154,46 @@ async def test_a_socket_without_the_content_api_says_so(
         shutil.rmtree(root, ignore_errors=True)
     assert reason is not None
     assert "has no containerd content API" in reason
+
+
+async def test_a_reset_connection_resumes_within_its_range(
+    stack: Stack, open_client: Pusher, store: ContentStore, blob_proxy: Proxy,
+    fetcher: Fetcher, unique: Callable[[str], str],
+) -> None:  # fmt: skip
+    proxy = blob_proxy(stack.open_registry.host, reset_after=MiB + 7, resets=3)
+    image = await pushed(open_client, unique("reset"), proxy, 8 * MiB)
+    lease = await store.lease(300)
+    try:
+        report = await fetcher(streams=4, chunk=CHUNK).fetch(
+            image.ref, image.blobs, store, None, lambda _n: None, lease=lease
+        )
+    finally:
+        await store.drop_lease(lease)
+    assert proxy.resets == 0, "three answers were cut"
+    ranges = 1 + math.ceil(image.layer.size / CHUNK)  # the config, the layer's ranges
+    assert report.ranges == ranges + 3, "and three retries"
+    assert report.bytes_fetched == sum(b.size for b in image.blobs), "no byte asked twice"
+    assert await store.info(image.layer.digest) == image.layer.size
+
+
+async def test_a_registry_that_keeps_cutting_fails_and_keeps_the_ingest(
+    stack: Stack, open_client: Pusher, store: ContentStore, blob_proxy: Proxy,
+    fetcher: Fetcher, unique: Callable[[str], str],
+) -> None:  # fmt: skip
+    proxy = blob_proxy(stack.open_registry.host, reset_after=MiB, resets=1000)
+    image = await pushed(open_client, unique("cutting"), proxy, 8 * MiB)
+    lease = await store.lease(300)
+    f = fetcher(streams=1, chunk=4 * MiB, retries=2)
+    try:
+        with pytest.raises(FetchError) as failed:
+            await f.fetch(image.ref, image.blobs, store, None, lambda _n: None, lease=lease)
+        assert not failed.value.corrupt
+        assert "3 attempts failed" in str(failed.value)
+        held = await store.status(f"jcp-{image.layer.digest}")
+        assert held is not None, "kept: the next attempt resumes it"
+        assert held >= MiB
+        assert await store.info(image.layer.digest) is None
+    finally:
+        await store.drop_lease(lease, sync=True)
+    assert await store.status(f"jcp-{image.layer.digest}") is None, "gone with its lease"
+    assert (f.window.held, f.window.used) == (0, 0), "the window was given back"

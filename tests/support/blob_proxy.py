@@ -57,16 +57,21 @@ class BlobProxy:
         redirect: bool = False,
         upstream_auth: tuple[str, str] | None = None,
         hold_head: bool = False,
+        reset_after: int | None = None,
+        resets: int = 0,
     ) -> None:
         """FLIP_AT: invert the blob byte at this offset in every blob answer that holds it.
         STRIP_RANGE: drop the Range header (the registry then answers 200, the whole blob).
         REDIRECT: answer an authorized blob GET with 307 to OTHER_HOST, which fetches it with
-        UPSTREAM_AUTH. HOLD_HEAD: hold each blob GET whose range starts at 0 until released."""
+        UPSTREAM_AUTH. HOLD_HEAD: hold each blob GET whose range starts at 0 until released.
+        RESET_AFTER: cut the connection of a blob answer once it has sent this many bytes, for
+        the first RESETS answers of that size (a connection reset mid-transfer)."""
         self.upstream = f"http://{upstream}"
         self.flip_at, self.strip_range, self.redirect = flip_at, strip_range, redirect
         self.upstream_auth = upstream_auth
         self._hold = threading.Event()
         self.holding = hold_head
+        self.reset_after, self.resets = reset_after, resets
         self.seen: list[Seen] = []
         self.bytes_sent = 0
         self.held = 0
@@ -172,14 +177,25 @@ class BlobProxy:
             at = _first_byte(up.headers.get("Content-Range"))
             try:
                 if request.method != "HEAD":
+                    done = 0
                     async for chunk in up.content.iter_chunked(64 * 1024):
                         await out.write(self._flipped(chunk, at) if blob else chunk)
                         at += len(chunk)
+                        done += len(chunk)
                         self.bytes_sent += len(chunk) if blob else 0
+                        if blob and self._cut(done) and request.transport is not None:
+                            request.transport.abort()
+                            return out
                 await out.write_eof()
             except (ConnectionError, aiohttp.ClientError):
                 pass  # the client hung up (a cancelled fetch): nothing to tell
             return out
+
+    def _cut(self, sent: int) -> bool:
+        if self.reset_after is None or self.resets <= 0 or sent < self.reset_after:
+            return False
+        self.resets -= 1
+        return True
 
     def _flipped(self, chunk: bytes, at: int) -> bytes:
         if self.flip_at is None or not at <= self.flip_at < at + len(chunk):
