@@ -168,4 +168,4 @@ class RemoteImage:
     platforms: tuple[str, ...] = ()
     """The list's platforms; empty for a single-platform manifest."""
     blobs: tuple[Blob, ...] = ()
-    """The node's platform's config and layers (what jcp's blob fetch asks for)."""
+    """The node's platform's config and layers (`Manifest.blobs`): what a fetch asks for."""

@@ -155,6 +155,34 @@ class RegistryClient:
             )
         return RemoteImage(digest, child.size, platforms, child.blobs)
 
+    def blob_endpoint(self, image: ImageRef) -> Endpoint:
+        """Where IMAGE's blobs are fetched: the first of its registry's endpoints that may
+        `pull` (a mirror from hosts.toml first). A fetch that fails there is the runtime's to
+        retry, through its own host config: the next endpoints are not tried here."""
+        found = self.endpoints(image.registry, PULL)
+        return found[0] if found else self.endpoints(image.registry)[0]
+
+    def blob_url(self, image: ImageRef, digest: str) -> str:
+        endpoint = self.blob_endpoint(image)
+        return endpoint.url(image.registry, image.repository, "blobs", digest)
+
+    async def pull_headers(
+        self, image: ImageRef, auth: RegistryAuth | None, challenge: str | None = None
+    ) -> dict[str, str]:
+        """The headers a blob GET of IMAGE's repository needs (its endpoint's own, and the
+        Authorization with the token logic of the manifest requests); CHALLENGE, a 401's
+        `WWW-Authenticate`, is learnt first. Raises RegistryFailure (the token service)."""
+        endpoint = self.blob_endpoint(image)
+        found = parse_challenge(challenge)
+        if found is not None:
+            self._challenges[_name(endpoint, image.registry)] = found
+        scope = f"repository:{image.repository}:pull"
+        authorization = await self.authorization(endpoint, image.registry, scope, auth)
+        headers = dict(endpoint.header)
+        if authorization:
+            headers["Authorization"] = authorization
+        return headers
+
     def metered(self, registry: str) -> bool:
         return registry in self.rate_limits
 

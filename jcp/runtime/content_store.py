@@ -39,6 +39,7 @@ AHEAD = 8
 """WRITE messages sent before their answers are read: lock step costs one round trip per
 message; a few ahead keep containerd busy while the answers come back in order."""
 _DEADLINE = 30.0
+_SETTLE = 5.0
 _LOCKED_TRIES = 20
 """About 10 s of waiting, in all, for a cut-off ingest's lock to go."""
 _PROBE = "sha256:" + "0" * 64
@@ -145,12 +146,14 @@ class ContentStore:
             )
         return str(got.lease.id)
 
-    async def drop_lease(self, lease: str) -> None:
-        """Delete LEASE (absent already: nothing to do). Not sync: the content it held stays
-        while an image record refers to it, and GC takes the rest on its next pass."""
+    async def drop_lease(self, lease: str, *, sync: bool = False) -> None:
+        """Delete LEASE (absent already: nothing to do). The content it held stays while an
+        image record refers to it; GC takes the rest on its next pass, or before this returns
+        with SYNC (which also collects every expired lease)."""
         call = self._channel.unary(LEASES + "Delete", lpb.DeleteRequest, Empty)
         try:
-            await call(lpb.DeleteRequest(id=lease), deadline=_DEADLINE, metadata=self._meta())
+            request = lpb.DeleteRequest(id=lease, sync=sync)
+            await call(request, deadline=_DEADLINE, metadata=self._meta())
         except CallError as exc:
             if exc.code != "NOT_FOUND":
                 with _said(f"deleting lease {lease}"):
@@ -262,7 +265,10 @@ class Writer:
                 piece = view[start : start + MESSAGE]
                 await stream.send(
                     cpb.WriteContentRequest(
-                        action=cpb.WRITE, ref=self.ref, offset=self.offset, data=bytes(piece)
+                        action=cpb.WRITE,
+                        ref=self.ref,
+                        offset=self.offset,
+                        data=data if len(data) <= MESSAGE else bytes(piece),
                     )
                 )
                 self.offset += len(piece)
@@ -312,6 +318,18 @@ class Writer:
         await self._close(None)
         if got.digest and got.digest != self.digest:
             raise ContentError(f"{self._what()}: containerd committed {got.digest}", "DATA_LOSS")
+
+    async def close(self) -> None:
+        """End the stream and keep the ingest: a writer opened on the same ref resumes it.
+        The answers to what was sent are awaited first (for a few seconds at most), so that
+        containerd holds every byte written before the stream is reset."""
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(CallError, TimeoutError):
+                async with asyncio.timeout(_SETTLE):
+                    while self._pending:
+                        await self._answer(stream)
+        await self._close(ConnectionAbortedError("closed"))
 
     async def abort(self) -> None:
         """Close the stream and drop the ingest: nothing of this blob stays in containerd."""
