@@ -114,11 +114,12 @@ def _signal(scheduler: Scheduler, node: NodeSettings, parts: NodeParts) -> None:
 
 
 def _pins(scheduler: Scheduler, metrics: Metrics | None, parts: NodeParts) -> None:
+    from jcp.fetch.runtime import FetchingRuntime  # noqa: PLC0415
     from jcp.lifecycle.pinning import Pinning  # noqa: PLC0415
     from jcp.runtime.cri import CriRuntime  # noqa: PLC0415
 
     setter = None
-    if isinstance(scheduler.runtime, CriRuntime):  # containerd's API on the same socket
+    if isinstance(scheduler.runtime, CriRuntime | FetchingRuntime):  # containerd's own API
         from jcp.runtime.pins import ContainerdPins  # noqa: PLC0415
 
         setter = ContainerdPins(scheduler.runtime.endpoint)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,9 @@ from jcp.engine.runtime_link import RuntimeUnavailableError, UnknownArchError
 from jcp.engine.scheduler import Scheduler
 from jcp.engine.state import Snapshot
 from jcp.model.errors import JcpError
+from jcp.model.fetch import FetchCounts
 from jcp.settings import (
+    FetchMode,
     Inspect,
     Refresh,
     Settings,
@@ -111,7 +114,11 @@ def _build(
     what to close at exit)."""
     runtime, label, why = found
     remote = None
-    if settings.refresh == Refresh.DIGEST or settings.inspect != Inspect.NEVER:
+    # The CRI adapter's module is loaded only when the runtime is one (gRPC is heavy to import).
+    cri = sys.modules.get("jcp.runtime.cri")
+    is_cri = cri is not None and isinstance(runtime, cri.CriRuntime)
+    fetch = settings.fetch.mode != FetchMode.OFF and is_cri
+    if settings.refresh == Refresh.DIGEST or settings.inspect != Inspect.NEVER or fetch:
         from jcp.registry.client import RegistryClient  # noqa: PLC0415
         from jcp.registry.hosts import HostsConfig  # noqa: PLC0415
 
@@ -125,6 +132,13 @@ def _build(
             on_request=metrics.registry_request if metrics is not None else None,
             on_limits=metrics.registry_limits if metrics is not None else None,
         )
+    if is_cri and remote is not None:
+        from jcp.fetch.runtime import FetchingRuntime  # noqa: PLC0415
+
+        counts = FetchCounts()
+        runtime = FetchingRuntime(runtime, remote, settings.fetch, counts)
+        if metrics is not None:
+            metrics.fetch.watch(counts)
     events = Fanout(*([metrics] if metrics is not None else []))
     scheduler = Scheduler(
         settings,

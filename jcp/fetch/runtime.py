@@ -1,0 +1,258 @@
+"""The CRI runtime with jcp's fetch in front of its pull: blobs first, then PullImage unpacks.
+
+Why: containerd fetches each layer over one connection, behind one node-wide semaphore of
+`max_concurrent_downloads` (3) shared by every pull; over links that pace each connection (CDNs,
+object stores) a big layer arrives at one connection's rate. jcp fetches the blobs the content
+store lacks with several range requests at once (`jcp.registry.blobs`), under a lease, and then
+asks for PullImage as before: containerd treats a digest it holds as fetched, names and records
+the image, and unpacks. The engine sees an `ImageRuntime` like any other, now with byte
+progress (so stall detection works on containerd too) and honest byte counts: what jcp fetched,
+not the image's size when the store already held it.
+
+Never worse than the runtime's own pull: no content API on the socket (CRI-O, cri-dockerd),
+a containerd that fetches ranges itself (2.1+ configured so), `--fetch off`: the pull is the
+runtime's, said once at start. A registry whose manifest cannot be read or whose blobs fail
+to fetch: that pull is the runtime's, said once per registry and reason, counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+
+from jcp.model.credentials import RegistryAuth
+from jcp.model.failures import RegistryFailure
+from jcp.model.fetch import FetchCounts
+from jcp.model.manifests import Blob
+from jcp.model.refs import DOCKER_HUB, ImageRef
+from jcp.registry.blobs import BlobFetcher, FetchError
+from jcp.registry.client import RegistryClient
+from jcp.runtime.base import (
+    FsUsage,
+    ImageStatus,
+    ProgressCallback,
+    Pulled,
+    PullProgress,
+    RuntimeInfo,
+)
+from jcp.runtime.content_store import ContentError, ContentStore
+from jcp.runtime.cri import CriRuntime
+from jcp.settings import FetchMode, FetchSettings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 5.0
+"""Seconds between progress reports while the runtime unpacks (it reports none): unpacking is
+local work, bounded by the pull timeout, not a stall."""
+
+
+class FetchingRuntime:
+    def __init__(
+        self,
+        inner: CriRuntime,
+        remote: RegistryClient,
+        settings: FetchSettings,
+        counts: FetchCounts,
+    ) -> None:
+        self.inner = inner
+        self.remote = remote
+        self.settings = settings
+        self.counts = counts
+        self.store = ContentStore(inner.endpoint)
+        self.fetcher = BlobFetcher(remote, streams=settings.streams, chunk=settings.chunk)
+        self._slots = asyncio.Semaphore(settings.images)
+        self._enabled: bool | None = None
+        self._arch: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.inner.endpoint
+
+    async def info(self) -> RuntimeInfo:
+        info = await self.inner.info()
+        if self._enabled is None:
+            self._enabled = await self._decide(info)
+            self._arch = info.arch
+        return replace(info, reports_progress=self._enabled) if self._enabled else info
+
+    async def _decide(self, info: RuntimeInfo) -> bool:
+        """Whether jcp fetches on this runtime; what its settings mean is said once."""
+        runtime = f"{info.name} {info.version}".strip()
+        tuning = await self.inner.tuning()
+        lines = tuning.lines(runtime)
+        if tuning.config_path and self.remote.hosts is None:
+            lines.append(
+                f"{runtime} reads registry host config (hosts.toml) from {tuning.config_path}: "
+                "mount it and pass --registry-config-path so that jcp asks the mirrors it asks"
+            )
+        for line in lines:
+            log.info(line, extra={"fields": {"event": "runtime_tuning"}})
+        why = None
+        if self.settings.mode == FetchMode.OFF:
+            why = "--fetch off"
+        elif tuning.ranged_fetch:
+            why = f"{runtime} fetches layer ranges itself"
+        else:
+            why = await self.store.available()
+        if why is None:
+            self.counts.mode = "on"
+            log.info(
+                f"blob fetch: on ({self.settings.streams} streams per image, "
+                f"{self.settings.chunk // (1024 * 1024)} MiB ranges, {self.settings.images} "
+                "images at once); the runtime unpacks",
+                extra={"fields": {"event": "fetch_mode", "mode": "on"}},
+            )
+            return True
+        self.counts.mode = f"off ({why})"
+        if why != "--fetch off":
+            self.counts.fell_back(info.endpoint, why)
+        level = logging.WARNING if self.settings.mode == FetchMode.ON else logging.INFO
+        log.log(
+            level,
+            f"blob fetch: off ({why}); the runtime fetches every pull itself",
+            extra={"fields": {"event": "fetch_mode", "mode": "off"}},
+        )
+        return False
+
+    async def pull(
+        self,
+        image: ImageRef,
+        *,
+        auth: RegistryAuth | None,
+        platform: str | None,
+        on_progress: ProgressCallback | None,
+    ) -> Pulled:
+        if not self._enabled or self._arch is None:
+            return await self.inner.pull(image, auth=auth, platform=platform, on_progress=None)
+        blobs = await self._missing(image, auth)
+        if not blobs:  # None: fell back (said and counted); []: the store holds every blob
+            return replace(await self._unpack(image, auth, on_progress, 0), bytes=0)
+        total = sum(b.size for b in blobs)
+        lease = await self.store.lease(self.settings.lease_ttl)
+        try:
+            fetched = await self._fetch(image, blobs, auth, lease, on_progress)
+            pulled = await self._unpack(image, auth, on_progress, total)
+        finally:
+            with contextlib.suppress(ContentError):
+                await asyncio.shield(self.store.drop_lease(lease))
+        return replace(pulled, bytes=fetched if pulled.newer else 0)
+
+    async def _unpack(
+        self,
+        image: ImageRef,
+        auth: RegistryAuth | None,
+        on_progress: ProgressCallback | None,
+        total: int,
+    ) -> Pulled:
+        """The runtime's PullImage: it unpacks what jcp fetched, and fetches what is missing."""
+        async with self._heartbeat(on_progress, total):
+            return await self.inner.pull(image, auth=auth, platform=None, on_progress=None)
+
+    async def _missing(self, image: ImageRef, auth: RegistryAuth | None) -> list[Blob] | None:
+        """The blobs IMAGE needs that the content store lacks; None: the runtime's own pull."""
+        assert self._arch is not None
+        if image.registry == DOCKER_HUB or self.remote.metered(image.registry):
+            why = "the registry counts manifest GETs against a pull limit"
+            self._fall_back(image.registry, "metered registry", why)
+            return None
+        try:
+            found = await self.remote.inspect(image, auth, self._arch)
+        except RegistryFailure as exc:
+            self._fall_back(image.registry, "manifest not readable", exc.failure.message)
+            return None
+        if not found.blobs:
+            self._fall_back(image.registry, "no blob list", "the manifest names no blobs")
+            return None
+        missing = []
+        try:
+            for blob in found.blobs:
+                if await self.store.info(blob.digest) is None:
+                    missing.append(blob)
+                else:
+                    self.counts.bytes_present += blob.size
+        except ContentError as exc:
+            self._fall_back(self.endpoint, "content store", str(exc))
+            return None
+        return missing
+
+    async def _fetch(
+        self,
+        image: ImageRef,
+        blobs: Sequence[Blob],
+        auth: RegistryAuth | None,
+        lease: str,
+        on_progress: ProgressCallback | None,
+    ) -> int:
+        """Fetch BLOBS under LEASE; the bytes jcp fetched (0 when it fell back: the runtime
+        then fetches what is still missing itself)."""
+        done, total = 0, sum(b.size for b in blobs)
+
+        def moved(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress is not None:
+                on_progress(PullProgress(done, total))
+
+        async with self._slots:
+            try:
+                report = await self.fetcher.fetch(
+                    image, blobs, self.store, auth, on_bytes=moved, lease=lease
+                )
+            except (FetchError, ContentError, RegistryFailure) as exc:
+                self._fall_back(image.registry, type(exc).__name__, str(exc))
+                return done
+        c = self.counts
+        c.bytes_fetched += report.bytes_fetched
+        c.bytes_resumed += report.resumed_bytes
+        c.ranges += report.ranges
+        c.images += 1
+        return report.bytes_fetched
+
+    def _fall_back(self, where: str, reason: str, detail: str) -> None:
+        if self.counts.fell_back(where, reason):
+            log.warning(
+                f"{where}: blob fetch falls back to the runtime's own pull ({reason}): {detail}",
+                extra={"fields": {"event": "fetch_fallback", "where": where, "reason": reason}},
+            )
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(
+        self, on_progress: ProgressCallback | None, total: int
+    ) -> AsyncIterator[None]:
+        """Progress at TOTAL every HEARTBEAT seconds while the runtime works unseen."""
+
+        async def beat() -> None:
+            while True:
+                if on_progress is not None:
+                    on_progress(PullProgress(total, total))
+                await asyncio.sleep(HEARTBEAT)
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def image_status(self, image: ImageRef) -> ImageStatus | None:
+        return await self.inner.image_status(image)
+
+    async def list_images(self) -> list[ImageStatus]:
+        return await self.inner.list_images()
+
+    async def remove(self, image: ImageRef) -> None:
+        await self.inner.remove(image)
+
+    async def images_in_use(self) -> set[str]:
+        return await self.inner.images_in_use()
+
+    async def fs_usage(self) -> FsUsage | None:
+        return await self.inner.fs_usage()
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.inner.close()

@@ -1,0 +1,125 @@
+"""`jcp once` on containerd 1.6 and 1.7 with its blob fetch, over the paced link (every
+connection at 20 MB/s): what an operator sees in the registry's access log, the runtime's
+image store, jcp's log and its byte counts. The registry's log names who fetched each blob
+(User-Agent) and whether it was a ranged answer (206)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.containerd import Containerd
+from devstack.images import Layer, Pushed, RegistryClient, make_layer
+from devstack.paced_link import PacedLink
+from jcp.runtime.cri import CriRuntime
+from tests.support.cri_args import cri_args, present
+from tests.support.helpers import entry, publish
+from tests.support.jcp_process import JcpProcess, engine_args
+from tests.support.paced_fixtures import paced_link  # noqa: F401 - the session's link
+
+Start = Callable[..., JcpProcess]
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+
+
+def _binary(version: str) -> str:
+    if version == "1.6":
+        return "containerd"
+    got = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install-containerd17.sh")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if got.returncode != 0:
+        pytest.skip(f"no containerd 1.7 binary could be fetched: {got.stderr.strip()[-300:]}")
+    return got.stdout.strip()
+
+
+def fetch_args(c: Containerd) -> list[str]:
+    """As deployed: jcp reads containerd's own hosts.toml (which sends the paced registry over
+    plain HTTP), mounted from the node."""
+    return [*cri_args(c), "--registry-config-path", str(c.root / "certs.d")]
+
+
+def _push(link: PacedLink, repo: str, layers: list[Layer]) -> Pushed:
+    client = RegistryClient(link.host)
+    try:
+        return client.push_image(repo, "1", layers)
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=["1.6", "1.7"])
+def paced_containerd(request: pytest.FixtureRequest, paced_link: PacedLink) -> Iterator[Containerd]:  # noqa: F811
+    root = Path(tempfile.mkdtemp(prefix="jcpf-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
+    c = Containerd(root, registries=[paced_link.host], binary=_binary(request.param))
+    c.start()
+    yield c
+    c.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_jcp_fetches_the_blobs_with_ranges_and_containerd_only_unpacks(
+    tmp_path: Path,
+    paced_link: PacedLink,  # noqa: F811
+    paced_containerd: Containerd,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    layers = [make_layer(24 * MIB), make_layer(3 * MIB)]
+    pushed = _push(paced_link, unique("big"), layers)
+    blob_bytes = sum(layer.size for layer in layers)
+    cfg = publish(tmp_path / "config", [entry(pushed.reference)])
+    log = paced_link.requests()
+    log.mark()
+    run = jcp("once", [*engine_args(cfg, tmp_path / "docker"), *fetch_args(paced_containerd)])
+    assert await run.wait_exit() == 0, run.text()
+    text = run.text()
+    assert "blob fetch: on (" in text
+    assert "downloads at most 3 layers at once" in text  # containerd's own setting, said
+    cri = CriRuntime(paced_containerd.endpoint)
+    try:
+        assert await present(cri, pushed.reference)
+    finally:
+        await cri.close()
+    blobs = [r for r in log.settled(paced_link.host) if r.blob_get]
+    assert blobs, "no blob GET reached the registry"
+    assert {r.product for r in blobs} == {"jcp"}, [(r.agent, r.uri) for r in blobs]
+    big = [r for r in blobs if r.digest == layers[0].digest]
+    assert len(big) >= 4, "the 24 MiB layer was not fetched in ranges"
+    assert all(r.ranged for r in big)
+    # The summary's bytes are what jcp fetched (the layers and the config), not a guess.
+    fetched = sum(r.written for r in blobs)
+    assert blob_bytes <= fetched < blob_bytes + 64 * 1024
+    assert f"({fetched / 1e6:.1f} MB downloaded)" in text
+
+
+async def test_content_already_held_is_neither_fetched_nor_counted(
+    tmp_path: Path,
+    paced_link: PacedLink,  # noqa: F811
+    paced_containerd: Containerd,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """The image record is removed, its blobs stay in containerd's store (as when a tag is
+    removed while another keeps the content): pulling it again fetches nothing, and says so."""
+    pushed = _push(paced_link, unique("held"), [make_layer(4 * MIB)])
+    cfg = publish(tmp_path / "config", [entry(pushed.reference)])
+    args = [*engine_args(cfg, tmp_path / "docker"), *fetch_args(paced_containerd)]
+    assert await jcp("once", args).wait_exit() == 0
+    ctr = ["ctr", "--address", str(paced_containerd.socket), "-n", "k8s.io"]
+    # A lease of our own keeps the content while the image record goes (GC would take it).
+    subprocess.run([*ctr, "leases", "create", "--id", "keep"], check=True, capture_output=True)
+    subprocess.run([*ctr, "images", "rm", pushed.reference], check=True, capture_output=True)
+    log = paced_link.requests()
+    log.mark()
+    run = jcp("once", args)
+    assert await run.wait_exit() == 0, run.text()
+    assert "1 pulled" in run.text()
+    assert "(0.0 MB downloaded)" in run.text()
+    assert not [r for r in log.settled(paced_link.host) if r.blob_get]
