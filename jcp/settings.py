@@ -99,7 +99,7 @@ class FetchSettings:
     mode: FetchMode = FetchMode.AUTO
     streams: int = 8
     """Connections one image's blobs are fetched over at once (ranges and blobs together)."""
-    chunk: int = 16 * 1024 * 1024
+    chunk: int = 4 * 1024 * 1024
     """Bytes per range request; a blob this size or smaller is one request."""
     images: int = 2
     """Images whose blobs are fetched at once; the others unpack meanwhile (pipelined)."""

@@ -140,6 +140,8 @@ def _build(
         if metrics is not None:
             metrics.fetch.watch(counts)
     events = Fanout(*([metrics] if metrics is not None else []))
+    if is_cri and remote is not None:
+        events.add(runtime.janitor())
     scheduler = Scheduler(
         settings,
         runtime,

@@ -23,11 +23,13 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
+from jcp.engine.events import Events
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import RegistryFailure
 from jcp.model.fetch import FetchCounts
 from jcp.model.manifests import Blob
 from jcp.model.refs import DOCKER_HUB, ImageRef
+from jcp.model.results import Outcome, PullResult
 from jcp.registry.blobs import BlobFetcher, FetchError
 from jcp.registry.client import RegistryClient
 from jcp.runtime.base import (
@@ -65,6 +67,9 @@ class FetchingRuntime:
         self.fetcher = BlobFetcher(remote, streams=settings.streams, chunk=settings.chunk)
         self._slots = asyncio.Semaphore(settings.images)
         self._enabled: bool | None = None
+        self._held: dict[str, tuple[str, list[str]]] = {}
+        """Image -> the lease and ingest refs of its cut-off fetch (resumed, or forgotten)."""
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._arch: str | None = None
 
     @property
@@ -131,14 +136,45 @@ class FetchingRuntime:
         if not blobs:  # None: fell back (said and counted); []: the store holds every blob
             return replace(await self._unpack(image, auth, on_progress, 0), bytes=0)
         total = sum(b.size for b in blobs)
+        key = str(image)
         lease = await self.store.lease(self.settings.lease_ttl)
+        earlier = self._held.pop(key, None)  # a cut-off attempt's: its ingests resume now
+        if earlier is not None:
+            await self._drop(earlier[0])
         try:
             fetched = await self._fetch(image, blobs, auth, lease, on_progress)
             pulled = await self._unpack(image, auth, on_progress, total)
-        finally:
-            with contextlib.suppress(ContentError):
-                await asyncio.shield(self.store.drop_lease(lease))
+        except asyncio.CancelledError:
+            # Cut off (a stall, the timeout, jcp stopping, the image removed): the ingests and
+            # the lease stay for the next attempt to resume, and the lease expires by itself;
+            # an image that left the config is forgotten (`forget`) instead.
+            self._held[key] = (lease, [f"jcp-{b.digest}" for b in blobs])
+            raise
+        except BaseException:
+            await self._drop(lease)
+            raise
+        await self._drop(lease)
         return replace(pulled, bytes=fetched if pulled.newer else 0)
+
+    async def _drop(self, lease: str) -> None:
+        with contextlib.suppress(ContentError):
+            await asyncio.shield(self.store.drop_lease(lease))
+
+    def forget(self, image: ImageRef) -> None:
+        """IMAGE left the config while its blobs were fetched: abort its ingests and drop its
+        lease, so that nothing of it stays in the content store."""
+        held = self._held.pop(str(image), None)
+        if held is None:
+            return
+        task = asyncio.create_task(self._abort(*held))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _abort(self, lease: str, refs: list[str]) -> None:
+        for ref in refs:
+            with contextlib.suppress(ContentError):
+                await self.store.abort(ref)
+        await self._drop(lease)
 
     async def _unpack(
         self,
@@ -199,7 +235,7 @@ class FetchingRuntime:
         async with self._slots:
             try:
                 report = await self.fetcher.fetch(
-                    image, blobs, self.store, auth, on_bytes=moved, lease=lease
+                    image, blobs, self.store, auth, on_bytes=moved, lease=lease, keep_on_cancel=True
                 )
             except (FetchError, ContentError, RegistryFailure) as exc:
                 self._fall_back(image.registry, type(exc).__name__, str(exc))
@@ -253,6 +289,22 @@ class FetchingRuntime:
     async def fs_usage(self) -> FsUsage | None:
         return await self.inner.fs_usage()
 
+    def janitor(self) -> Events:
+        """The engine's events, for `forget`: a pull cancelled because its image left the
+        config (jcp stopping cancels nothing through the engine: those ingests are kept)."""
+        return _Janitor(self)
+
     async def close(self) -> None:
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
         await self.store.close()
         await self.inner.close()
+
+
+class _Janitor(Events):
+    def __init__(self, runtime: FetchingRuntime) -> None:
+        self.runtime = runtime
+
+    def pull_finished(self, result: PullResult) -> None:
+        if result.outcome == Outcome.CANCELLED:
+            self.runtime.forget(result.image)
