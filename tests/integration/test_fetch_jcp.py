@@ -5,6 +5,7 @@ image store, jcp's log and its byte counts. The registry's log names who fetched
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from devstack.containerd import Containerd
-from devstack.images import Layer, Pushed, RegistryClient, make_layer
+from devstack.images import Layer, Pushed, RegistryClient, make_layer, push_synthetic
+from devstack.images import RegistryClient as ImagesClient
 from devstack.paced_link import PacedLink
+from devstack.stack import Stack
 from jcp.runtime.cri import CriRuntime
 from tests.support.cri_args import cri_args, present
 from tests.support.helpers import entry, publish
@@ -123,3 +126,41 @@ async def test_content_already_held_is_neither_fetched_nor_counted(
     assert "1 pulled" in run.text()
     assert "(0.0 MB downloaded)" in run.text()
     assert not [r for r in log.settled(paced_link.host) if r.blob_get]
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+async def test_a_socket_without_the_content_api_is_the_runtimes_own_pull_said_once(
+    tmp_path: Path,
+    stack: Stack,
+    open_client: ImagesClient,
+    jcp: Start,
+    unique: Callable[[str], str],
+    mode: str,
+) -> None:
+    """What jcp meets on CRI-O (the CRI, no containerd API), made for real: a containerd whose
+    content service is not served on its socket (the CRI plugin uses it in-process)."""
+    root = Path(tempfile.mkdtemp(prefix="jcpn-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
+    c = Containerd(
+        root, registries=[stack.open_registry.host], disabled=("io.containerd.grpc.v1.content",)
+    )
+    c.start()
+    try:
+        refs = [push_synthetic(open_client, unique("nocontent"), "1").reference for _ in "ab"]
+        cfg = publish(tmp_path / "config", [entry(r) for r in refs])
+        args = [*engine_args(cfg, tmp_path / "docker"), *fetch_args(c), "--fetch", mode]
+        run = jcp("once", [*args, "--log-format", "json"])
+        assert await run.wait_exit() == 0, run.text()
+        assert "2 pulled" in run.text()
+        said = [json.loads(line) for line in run.lines() if "blob fetch: off" in line]
+        assert len(said) == 1, said
+        assert "has no containerd content API (CRI-O or cri-dockerd?)" in said[0]["msg"]
+        assert said[0]["level"] == ("warning" if mode == "on" else "info")
+        cri = CriRuntime(c.endpoint)
+        try:
+            for ref in refs:
+                assert await present(cri, ref)
+        finally:
+            await cri.close()
+    finally:
+        c.stop()
+        shutil.rmtree(root, ignore_errors=True)
