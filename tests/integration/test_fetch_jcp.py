@@ -25,6 +25,7 @@ from tests.support.cri_args import cri_args, present
 from tests.support.helpers import entry, publish
 from tests.support.jcp_process import JcpProcess, engine_args
 from tests.support.paced_fixtures import paced_link  # noqa: F401 - the session's link
+from tests.support.scrape import get, samples, value, wait_http
 
 Start = Callable[..., JcpProcess]
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,3 +165,34 @@ async def test_a_socket_without_the_content_api_is_the_runtimes_own_pull_said_on
     finally:
         c.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_run_shows_the_fetch_in_metrics_and_status(
+    tmp_path: Path,
+    paced_link: PacedLink,  # noqa: F811
+    paced_containerd: Containerd,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    layers = [make_layer(6 * MIB)]
+    pushed = _push(paced_link, unique("seen"), layers)
+    cfg = publish(tmp_path / "config", [entry(pushed.reference)])
+    run = jcp("run", [*engine_args(cfg, tmp_path / "docker"), *fetch_args(paced_containerd)])
+    base = await wait_http(run)
+    await run.wait_line(r"sweep 1 done .* 1 pulled")
+    _, text = await get(base + "/metrics")
+    got = samples(text)
+    assert value(got, "jcp_fetch_enabled") == 1
+    fetched = value(got, "jcp_fetch_bytes_total", kind="fetched")
+    assert fetched is not None
+    assert fetched >= layers[0].size
+    assert value(got, "jcp_downloaded_bytes_total") == fetched
+    assert (value(got, "jcp_fetch_ranges_total") or 0) >= 2
+    assert value(got, "jcp_fetch_images_total") == 1
+    _, body = await get(base + "/status")
+    fetch = json.loads(body)["fetch"]
+    assert fetch["mode"] == "on"
+    assert fetch["bytesFetched"] == fetched
+    assert fetch["fallbacks"] == []
+    run.signal()
+    assert await run.wait_exit() == 0
