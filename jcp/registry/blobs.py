@@ -26,8 +26,6 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -38,6 +36,7 @@ from jcp.model.errors import JcpError
 from jcp.model.failures import RegistryFailure
 from jcp.model.manifests import Blob
 from jcp.model.refs import ImageRef
+from jcp.registry.blob_model import BlobWriter, ContentSink, FetchError, FetchReport, Job
 from jcp.registry.blob_ranges import HEAD_BUFFER, PIECE, Range, Window, plan
 from jcp.registry.client import RegistryClient
 
@@ -55,78 +54,7 @@ _MAX_HOPS = 5
 USER_AGENT = f"jcp/{__version__}"
 """What the registry's access log shows for jcp's blob GETs (the runtime's are its own)."""
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-
-
-class FetchError(JcpError):
-    """A blob could not be fetched or did not verify: nothing of it was committed."""
-
-    def __init__(self, message: str, *, registry: str, digest: str, corrupt: bool = False) -> None:
-        super().__init__(message)
-        self.registry = registry
-        self.digest = digest
-        self.corrupt = corrupt
-        """The bytes were wrong (the digest did not match): their ingest was dropped. Other
-        failures keep the ingest, so that the next fetch resumes it."""
-
-
-class BlobWriter(Protocol):
-    @property
-    def offset(self) -> int: ...
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def commit(self) -> None: ...
-
-    async def abort(self) -> None: ...
-
-    async def close(self) -> None:
-        """Stop, keeping what was written for a later writer on the same ref."""
-
-
-class ContentSink(Protocol):
-    """Raises JcpError; one whose `code` is ALREADY_EXISTS means the blob is there."""
-
-    async def info(self, digest: str) -> int | None: ...
-
-    async def writer(self, ref: str, digest: str, size: int, lease: str) -> BlobWriter: ...
-
-
-@dataclass
-class FetchReport:
-    bytes_fetched: int = 0
-    """Body bytes received from the registry (a resumed blob's discarded prefix included)."""
-    blobs_fetched: int = 0
-    blobs_present: int = 0
-    ranges: int = 0
-    """Range requests answered (retries included)."""
-    resumed_bytes: int = 0
-    """Bytes the sink already held for an ingest this fetch resumed."""
-    range_supported: bool = True
-    """False once the registry answered a partial Range request with the whole blob."""
-    seconds: float = 0.0
-
-
-@dataclass
-class _Job:
-    image: ImageRef
-    blob: Blob
-    url: str
-    auth: RegistryAuth | None
-    report: FetchReport
-    on_bytes: Callable[[int], None]
-    headers: dict[str, str] = field(default_factory=dict)
-    challenged: str | None = None
-    """The challenge the headers answer: the same one again means refused credentials."""
-    error: BaseException | None = None
-
-    def fail(self, message: str, *, corrupt: bool = False) -> FetchError:
-        what = f"blob {self.blob.digest} of {self.image} from {self.image.registry}"
-        return FetchError(
-            f"{what}: {message}",
-            registry=self.image.registry,
-            digest=self.blob.digest,
-            corrupt=corrupt,
-        )
+__all__ = ["BlobFetcher", "BlobWriter", "ContentSink", "FetchError", "FetchReport"]
 
 
 class _RetryError(Exception):
@@ -184,7 +112,7 @@ class BlobFetcher:
         tasks = [
             asyncio.create_task(
                 self._one(
-                    _Job(image, b, self.client.blob_url(image, b.digest), auth, report, on_bytes),
+                    Job(image, b, self.client.blob_url(image, b.digest), auth, report, on_bytes),
                     sink,
                     lease,
                     keep_on_cancel,
@@ -202,7 +130,7 @@ class BlobFetcher:
             report.range_supported = self.range_support.get(image.registry, True)
         return report
 
-    async def _one(self, job: _Job, sink: ContentSink, lease: str, keep: bool) -> None:
+    async def _one(self, job: Job, sink: ContentSink, lease: str, keep: bool) -> None:
         blob = job.blob
         if not blob.digest.startswith("sha256:"):
             raise job.fail("only sha256 digests are verified here")
@@ -230,7 +158,7 @@ class BlobFetcher:
                 raise
             job.report.blobs_fetched += 1
 
-    async def _write(self, job: _Job, writer: BlobWriter) -> None:
+    async def _write(self, job: Job, writer: BlobWriter) -> None:
         blob, start = job.blob, writer.offset
         job.report.resumed_bytes += start
         hasher = hashlib.sha256() if start == 0 else None
@@ -261,7 +189,7 @@ class BlobFetcher:
             wrong = getattr(exc, "code", None) == "FAILED_PRECONDITION"
             raise job.fail(f"the runtime refused it: {exc}", corrupt=wrong) from None
 
-    async def _range(self, job: _Job, r: Range, *, first: bool, probing: bool) -> None:
+    async def _range(self, job: Job, r: Range, *, first: bool, probing: bool) -> None:
         host = job.image.registry
         try:
             probe = self._probes.get(host)
@@ -291,7 +219,7 @@ class BlobFetcher:
             if probing:
                 self._probes[host].set()
 
-    async def _get(self, job: _Job, r: Range, *, first: bool, probing: bool) -> None:
+    async def _get(self, job: Job, r: Range, *, first: bool, probing: bool) -> None:
         """One GET of what R still lacks, following redirects itself: credentials go to the
         registry's host only, never to the host a redirect names (object storage)."""
         url = job.url
@@ -312,7 +240,7 @@ class BlobFetcher:
                 return
         raise job.fail(f"more than {_MAX_HOPS} redirects")
 
-    async def _authorize(self, job: _Job, challenge: str | None) -> None:
+    async def _authorize(self, job: Job, challenge: str | None) -> None:
         if job.headers and job.challenged == challenge:
             raise job.fail("the registry refused the credentials (401)")
         try:
@@ -322,7 +250,7 @@ class BlobFetcher:
         job.challenged = challenge
 
     async def _body(
-        self, job: _Job, r: Range, resp: aiohttp.ClientResponse, *, first: bool, probing: bool
+        self, job: Job, r: Range, resp: aiohttp.ClientResponse, *, first: bool, probing: bool
     ) -> None:
         host, size = job.image.registry, job.blob.size
         partial = r.pos > 0 or r.end < size
