@@ -81,6 +81,32 @@ class MinFree:
         return f"{self.bytes} bytes"
 
 
+class FetchMode(StrEnum):
+    """`--fetch`: whether jcp fetches image blobs into containerd's content store itself."""
+
+    AUTO = "auto"
+    """On containerd with its content API, unless it fetches ranges itself (2.1+, configured)."""
+    ON = "on"
+    """As auto, and said as a warning when it cannot be (the runtime's own pull then)."""
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """jcp's own blob fetch (`jcp/fetch/`): streams and chunk chosen by measurement
+    (BENCHMARKS.md, "Big images at the link's speed")."""
+
+    mode: FetchMode = FetchMode.AUTO
+    streams: int = 8
+    """Connections one image's blobs are fetched over at once (ranges and blobs together)."""
+    chunk: int = 16 * 1024 * 1024
+    """Bytes per range request; a blob this size or smaller is one request."""
+    images: int = 2
+    """Images whose blobs are fetched at once; the others unpack meanwhile (pipelined)."""
+    lease_ttl: float = 3600.0
+    """Seconds a fetch's lease outlives a crashed jcp before containerd's GC may take it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the engine needs; one instance for the life of the process."""
@@ -109,11 +135,16 @@ class Settings:
     inspect: Inspect = Inspect.AUTO
     insecure_registries: tuple[str, ...] = ()
     """Registry hosts asked over plain HTTP (loopback hosts always are)."""
+    registry_config_path: Path | None = None
+    """`--registry-config-path`: containerd's `config_path` (its hosts.toml directories, as
+    mounted from the node), so that jcp's registry requests take the runtime's mirrors; None:
+    every registry is asked itself."""
     rate_limit_pause: float = 60.0
     """Seconds a registry that answered 429 is left alone when it sent no Retry-After."""
     node_labels: Mapping[str, str] | None = None
     """`--node-labels`: the node's labels, given; None: read and watched through the API
     (`jcp run` with $NODE_NAME), else unknown (entries with a selector are not pulled)."""
+    fetch: FetchSettings = field(default_factory=FetchSettings)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ fi
 case "${1:-}" in -*) echo "usage: scripts/demo.sh [--docker] [DIR]" >&2; exit 2 ;; esac
 dir=${1:-/tmp/jcp-demo}
 bash scripts/install-deps.sh
-if ! "$python" -c 'import jcp, aiodocker, watchfiles, grpc' 2>/dev/null; then
-  "$python" -m pip install -q --disable-pip-version-check . 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
+# grpcio is not jcp's (it runs on grpclib): devstack's containerd probe uses it.
+if ! "$python" -c 'import jcp, aiodocker, watchfiles, grpclib, grpc' 2>/dev/null; then
+  "$python" -m pip install -q --disable-pip-version-check . grpcio 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as' || true
 fi
 if [ -f "$dir/stack.json" ]; then
   echo "== a stack is already up in $dir; reusing it"

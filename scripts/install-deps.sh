@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests run: dockerd, the registry, htpasswd for the password-protected one,
-# debootstrap (the container test's base image), shellcheck, and containerd (the CRI runtime tests).
+# debootstrap (the container test's base image and the ppc64el root), qemu-user-static (jcp run
+# under qemu-ppc64le: scripts/ppc64le-run.sh), shellcheck, containerd (the CRI runtime tests),
+# pigz and iptables (the paced link and its benchmark).
 set -euo pipefail
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
@@ -8,7 +10,10 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v qemu-ppc64le-static >/dev/null || need+=(qemu-user-static)
 command -v containerd >/dev/null || need+=(containerd)
+command -v unpigz >/dev/null || need+=(pigz)  # containerd decompresses layers with it when on PATH
+command -v iptables >/dev/null || need+=(iptables)  # devstack/paced_link.py: a class per connection
 command -v gcc >/dev/null || need+=(gcc libc6-dev)  # a static pause for the CRI pod tests
 # install-containerd17.sh: fetch and check trixie's containerd 1.7 (the pin tests)
 command -v curl >/dev/null || need+=(curl)

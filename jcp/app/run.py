@@ -113,9 +113,15 @@ def _build(
     remote = None
     if settings.refresh == Refresh.DIGEST or settings.inspect != Inspect.NEVER:
         from jcp.registry.client import RegistryClient  # noqa: PLC0415
+        from jcp.registry.hosts import HostsConfig  # noqa: PLC0415
 
+        hosts = None
+        if settings.registry_config_path is not None:
+            hosts = HostsConfig(settings.registry_config_path)
+            log.info(f"registry host config (containerd's config_path) {hosts.describe()}")
         remote = RegistryClient(
             insecure=settings.insecure_registries,
+            hosts=hosts,
             on_request=metrics.registry_request if metrics is not None else None,
             on_limits=metrics.registry_limits if metrics is not None else None,
         )

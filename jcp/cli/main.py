@@ -94,7 +94,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         inspect=args.inspect,
         rate_limit_pause=args.rate_limit_pause,
         insecure_registries=tuple(args.insecure_registry),
+        registry_config_path=args.registry_config_path,
         node_labels=args.node_labels,
+        fetch=options.fetch_settings_from(args),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jcp.cli.fetch_options import add_fetch_options, fetch_settings_from
 from jcp.cli.run_options import (
     add_fleet_options,
     add_http_options,
@@ -40,8 +41,9 @@ from jcp.settings import (
 )
 
 __all__ = [
-    "add_engine_options", "add_fleet_options", "add_http_options", "add_node_options",
-    "endpoint", "fleet_settings_from", "http_addr", "node_settings_from", "non_negative",
+    "add_engine_options", "add_fetch_options", "add_fleet_options", "add_http_options",
+    "add_node_options", "endpoint", "fetch_settings_from", "fleet_settings_from", "http_addr",
+    "node_settings_from", "non_negative",
 ]  # fmt: skip
 
 
@@ -182,5 +184,16 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
         help="a registry jcp asks for digests over plain HTTP (loopback hosts always are); "
         "repeatable",
     )
+    p.add_argument(
+        "--registry-config-path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="containerd's registry config_path (e.g. /etc/containerd/certs.d, mounted from the "
+        "node): jcp's digest HEADs and manifest GETs go to the mirrors of each registry's "
+        "<DIR>/<host>/hosts.toml (or _default) in order, and fall back as containerd does "
+        "(default: every registry is asked itself)",
+    )
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    add_fetch_options(p)

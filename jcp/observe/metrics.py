@@ -24,6 +24,7 @@ from jcp.engine.events import Events
 from jcp.engine.state import Snapshot, SweepView
 from jcp.model.results import Outcome, PullResult
 from jcp.observe import metrics_sync
+from jcp.observe.fetch_metrics import FetchMetrics
 from jcp.observe.ledger_metrics import LedgerHealth, LedgerMetrics
 from jcp.runtime.base import RuntimeInfo
 
@@ -189,6 +190,7 @@ class Metrics(Events):
             registry=r,
         )
         self.ledger = LedgerMetrics(r)
+        self.fetch = FetchMetrics(r)
         self.pull_series: dict[str, set[tuple[str, str]]] = {}
         self.cached_images: set[str] = set()
         self.failing_reasons: dict[str, str] = {}
@@ -271,7 +273,7 @@ class Metrics(Events):
 
     def status_extra(self) -> dict[str, object]:
         """Sections of /status that are not in the snapshot (the purge ledger's health)."""
-        return self.ledger.status()
+        return {**self.ledger.status(), **self.fetch.status()}
 
     def render(self, snap: Snapshot) -> tuple[bytes, str]:
         self.sync(snap)

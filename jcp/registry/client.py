@@ -7,6 +7,12 @@ and `--insecure-registry` hosts are plain HTTP, as Docker treats them; Docker Hu
 registry-1.docker.io. Errors become the model's failure classes (401/403 auth, 404 not found,
 429 rate limited with Retry-After, 5xx transient); a registry that cannot be asked at all
 (refused, timed out, HEAD refused) is `unreachable`, so the caller falls back to the runtime.
+
+With the node's containerd host config (`hosts.py`), a registry's requests go to its mirrors
+first, in order, and fall back as containerd does. The registry's credentials go to the
+endpoint that challenges for them, mirror or registry, as containerd's authorizer does (it asks
+its credentials for the host that answered 401, and the CRI answers with the pull's auth): only
+to the registry's own endpoints, never to a host the config does not name for that registry.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from jcp.model.manifests import (
 )
 from jcp.model.refs import DOCKER_HUB, ImageRef
 from jcp.registry.auth import Challenge, TokenCache, basic, fingerprint, parse_challenge
+from jcp.registry.fallback import Fallback
+from jcp.registry.hosts import PULL, RESOLVE, Endpoint, HostsConfig, HostsError
 
 ACCEPT = (
     "application/vnd.oci.image.index.v1+json, "
@@ -56,8 +64,11 @@ class RegistryClient:
         per_registry: int = 8,
         on_request: RequestHook | None = None,
         on_limits: LimitsHook | None = None,
+        hosts: HostsConfig | None = None,
     ) -> None:
         self.insecure = set(insecure)
+        self.hosts = hosts
+        self.fallback = Fallback()
         self.per_registry = per_registry
         self.on_request = on_request
         self.on_limits = on_limits
@@ -72,14 +83,34 @@ class RegistryClient:
         plain = host in self.insecure or host.startswith(_LOOPBACK)
         return f"{'http' if plain else 'https'}://{api}"
 
-    def _session(self, host: str) -> aiohttp.ClientSession:
-        session = self._sessions.get(host)
+    def endpoints(self, host: str, *capabilities: str) -> tuple[Endpoint, ...]:
+        """Where registry HOST is asked for what needs CAPABILITIES (`resolve` for a tag,
+        `pull` for content by digest), in the order to try: its mirrors from the node's
+        hosts.toml, then its server; without a config, the registry alone."""
+        scheme, api = self.base(host).split("://", 1)
+        default = Endpoint(scheme, api)
+        if self.hosts is None:
+            return (default,)
+        return tuple(e for e in self.hosts.endpoints(host, default) if e.can(*capabilities))
+
+    def session(self, endpoint: Endpoint) -> aiohttp.ClientSession:
+        """One pool per endpoint and TLS setting; raises HostsError (a CA file unreadable)."""
+        key = f"{endpoint.root}|{endpoint.skip_verify}|{endpoint.ca}|{endpoint.client}"
+        session = self._sessions.get(key)
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=self.per_registry)
-            session = aiohttp.ClientSession(connector=connector, timeout=_TIMEOUT)
-            self._sessions[host] = session
-            self._slots[host] = asyncio.Semaphore(self.per_registry)
+            tls = endpoint.ssl_context()
+            connector = aiohttp.TCPConnector(limit=self.per_registry, ssl=tls or True)
+            timeout = _TIMEOUT
+            if endpoint.dial_timeout is not None:
+                timeout = aiohttp.ClientTimeout(total=30, sock_connect=endpoint.dial_timeout)
+            session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+            self._sessions[key] = session
         return session
+
+    def _slot(self, host: str) -> asyncio.Semaphore:
+        if host not in self._slots:
+            self._slots[host] = asyncio.Semaphore(self.per_registry)
+        return self._slots[host]
 
     def _count(self, host: str, kind: str, result: str) -> None:
         if self.on_request is not None:
@@ -124,23 +155,33 @@ class RegistryClient:
             )
         return RemoteImage(digest, child.size, platforms, child.blobs)
 
+    def blob_endpoint(self, image: ImageRef) -> Endpoint:
+        """Where IMAGE's blobs are fetched: the first of its registry's endpoints that may
+        `pull` (a mirror from hosts.toml first). A fetch that fails there is the runtime's to
+        retry, through its own host config: the next endpoints are not tried here."""
+        found = self.endpoints(image.registry, PULL)
+        return found[0] if found else self.endpoints(image.registry)[0]
+
     def blob_url(self, image: ImageRef, digest: str) -> str:
-        return f"{self.base(image.registry)}/v2/{image.repository}/blobs/{digest}"
+        endpoint = self.blob_endpoint(image)
+        return endpoint.url(image.registry, image.repository, "blobs", digest)
 
     async def pull_headers(
         self, image: ImageRef, auth: RegistryAuth | None, challenge: str | None = None
     ) -> dict[str, str]:
-        """The Authorization a pull of IMAGE's repository needs (blob GETs), with the token
-        logic of the manifest requests; CHALLENGE, a 401's `WWW-Authenticate`, is learnt
-        first. Raises RegistryFailure (the token service)."""
-        host = image.registry
+        """The headers a blob GET of IMAGE's repository needs (its endpoint's own, and the
+        Authorization with the token logic of the manifest requests); CHALLENGE, a 401's
+        `WWW-Authenticate`, is learnt first. Raises RegistryFailure (the token service)."""
+        endpoint = self.blob_endpoint(image)
         found = parse_challenge(challenge)
         if found is not None:
-            self._challenges[host] = found
-        self._session(host)  # the token request goes through the registry's session
+            self._challenges[_name(endpoint, image.registry)] = found
         scope = f"repository:{image.repository}:pull"
-        authorization = await self._authorization(host, scope, auth)
-        return {"Authorization": authorization} if authorization else {}
+        authorization = await self.authorization(endpoint, image.registry, scope, auth)
+        headers = dict(endpoint.header)
+        if authorization:
+            headers["Authorization"] = authorization
+        return headers
 
     def metered(self, registry: str) -> bool:
         return registry in self.rate_limits
@@ -148,41 +189,82 @@ class RegistryClient:
     async def _manifest(
         self, method: str, image: ImageRef, reference: str, auth: RegistryAuth | None
     ) -> tuple[CIMultiDictProxy[str], bytes]:
-        """One manifest request (HEAD or GET) with the auth its registry challenges for."""
+        """One manifest request (HEAD or GET): at each of the registry's endpoints in turn until
+        one answers, as containerd's resolver and fetcher do."""
         host = image.registry
+        by_tag = reference == image.tag and not reference.startswith("sha256:")
+        endpoints = self.endpoints(host, *((PULL, RESOLVE) if by_tag else (PULL,)))
+        async with self._slot(host):
+            return await self.fallback.first(
+                host,
+                endpoints,
+                lambda endpoint: self._manifest_at(endpoint, method, image, reference, auth),
+                "resolve tags" if by_tag else "pull",
+            )
+
+    async def _manifest_at(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        image: ImageRef,
+        reference: str,
+        auth: RegistryAuth | None,
+    ) -> tuple[CIMultiDictProxy[str], bytes]:
+        """One manifest request at one endpoint, with the auth it challenges for."""
+        host = image.registry
+        at = _name(endpoint, host)
         kind = method.lower()
         scope = f"repository:{image.repository}:pull"
-        url = f"{self.base(host)}/v2/{image.repository}/manifests/{reference}"
-        session = self._session(host)
-        async with self._slots[host]:
-            for attempt in (1, 2):
-                headers = {"Accept": ACCEPT}
-                authorization = await self._authorization(host, scope, auth)
-                if authorization:
-                    headers["Authorization"] = authorization
-                try:
-                    async with session.request(
-                        method, url, headers=headers, allow_redirects=True
-                    ) as resp:
-                        self._count(host, kind, str(resp.status))
-                        self._note_limits(host, resp.headers)
-                        if resp.status == 401 and attempt == 1:
-                            challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
-                            if challenge is not None and challenge != self._challenges.get(host):
-                                self._challenges[host] = challenge
-                                continue
-                        self._raise_for(host, resp.status, resp.headers, image)
-                        body = b"" if method == "HEAD" else await _read(resp, image)
-                        return resp.headers, body
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    self._count(host, kind, "error")
-                    raise RegistryFailure(
-                        Failure(Reason.REGISTRY, f"cannot reach {host}: {type(exc).__name__}"),
-                        unreachable=True,
-                    ) from None
-        raise RegistryFailure(Failure(Reason.AUTH, f"{host} refused the credentials (401)"))
+        url = endpoint.url(host, image.repository, "manifests", reference)
+        try:
+            session = self.session(endpoint)
+        except HostsError as exc:
+            raise RegistryFailure(Failure(Reason.REGISTRY, str(exc)), unreachable=True) from None
+        for attempt in (1, 2):
+            headers = {"Accept": ACCEPT, **dict(endpoint.header)}
+            authorization = await self.authorization(endpoint, host, scope, auth)
+            if authorization:
+                headers["Authorization"] = authorization
+            try:
+                async with session.request(
+                    method, url, headers=headers, allow_redirects=True
+                ) as resp:
+                    self._count(host, kind, str(resp.status))
+                    self._note_limits(host, resp.headers)
+                    if (
+                        resp.status == 401
+                        and attempt == 1
+                        and self.challenged(endpoint, host, resp)
+                    ):
+                        continue
+                    self._raise_for(at, resp.status, resp.headers, image)
+                    body = b"" if method == "HEAD" else await _read(resp, image)
+                    return resp.headers, body
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                self._count(host, kind, "error")
+                raise RegistryFailure(
+                    Failure(Reason.REGISTRY, f"cannot reach {at}: {type(exc).__name__}"),
+                    unreachable=True,
+                ) from None
+        raise RegistryFailure(Failure(Reason.AUTH, f"{at} refused the credentials (401)"))
 
-    async def _authorization(self, host: str, scope: str, auth: RegistryAuth | None) -> str | None:
+    def challenged(self, endpoint: Endpoint, registry: str, resp: aiohttp.ClientResponse) -> bool:
+        """Keep a 401's challenge of one of REGISTRY's endpoints: True when it is new (worth
+        one more attempt with `authorization`)."""
+        at = _name(endpoint, registry)
+        challenge = parse_challenge(resp.headers.get("WWW-Authenticate"))
+        if challenge is None or challenge == self._challenges.get(at):
+            return False
+        self._challenges[at] = challenge
+        return True
+
+    async def authorization(
+        self, endpoint: Endpoint, registry: str, scope: str, auth: RegistryAuth | None
+    ) -> str | None:
+        """The Authorization header for ENDPOINT of REGISTRY, once it challenged; AUTH is the
+        registry's own credentials, which reach its mirrors as containerd's do (and no other
+        host: aiohttp drops the header on a redirect to another one)."""
+        host = _name(endpoint, registry)
         challenge = self._challenges.get(host)
         if challenge is None:
             return None
@@ -193,29 +275,34 @@ class RegistryClient:
         key = (host, scope, fingerprint(auth))
         token = self._tokens.get(key)
         if token is None:
-            token, expires = await self._token(host, challenge, scope, auth)
+            token, expires = await self._token(endpoint, host, challenge, scope, auth)
             self._tokens.put(key, token, expires)
         return f"Bearer {token}"
 
     async def _token(
-        self, host: str, challenge: Challenge, scope: str, auth: RegistryAuth | None
+        self,
+        endpoint: Endpoint,
+        host: str,
+        challenge: Challenge,
+        scope: str,
+        auth: RegistryAuth | None,
     ) -> tuple[str, float]:
         params = {"scope": scope}
         if "service" in challenge.params:
             params["service"] = challenge.params["service"]
-        headers = {}
+        headers = dict(endpoint.header)
         if auth is not None and auth.identitytoken:
             params["refresh_token"] = auth.identitytoken
         elif (credentials := basic(auth)) is not None:
             headers["Authorization"] = credentials
         try:
-            async with self._session(host).get(
+            async with self.session(endpoint).get(
                 challenge.params["realm"], params=params, headers=headers
             ) as resp:
                 self._count(host, "token", str(resp.status))
                 self._raise_for(host, resp.status, resp.headers, None)
                 doc = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # HostsError too
             self._count(host, "token", "error")
             raise RegistryFailure(
                 Failure(Reason.REGISTRY, f"token service of {host}: {type(exc).__name__}"),
@@ -285,6 +372,12 @@ def _parse(image: ImageRef, headers: CIMultiDictProxy[str], body: bytes) -> Inde
         return parse(body, headers.get("Content-Type"))
     except ManifestError as exc:
         raise RegistryFailure(Failure(Reason.REGISTRY, f"{image}: {exc}")) from None
+
+
+def _name(endpoint: Endpoint, registry: str) -> str:
+    """How an endpoint is named in messages and keyed for its challenges and tokens: the
+    registry itself, or the mirror's host."""
+    return endpoint.host if endpoint.is_mirror(registry) else registry
 
 
 def _sha256(body: bytes) -> str:

@@ -28,6 +28,8 @@ from jcp.runtime.base import (
     RuntimeInfo,
 )
 from jcp.runtime.cri_api import api_pb2 as pb
+from jcp.runtime.cri_config import RuntimeTuning
+from jcp.runtime.cri_config import parse as parse_tuning
 from jcp.runtime.cri_errors import classify
 from jcp.runtime.grpc_transport import open_channel
 
@@ -83,6 +85,7 @@ class CriRuntime:
         ch = self._channel = open_channel(endpoint)
         runtime, images = _V1 + "RuntimeService/", _V1 + "ImageService/"
         self._version = ch.unary(runtime + "Version", pb.VersionRequest, pb.VersionResponse)
+        self._runtime_status = ch.unary(runtime + "Status", pb.StatusRequest, pb.StatusResponse)
         self._containers = ch.unary(
             runtime + "ListContainers", pb.ListContainersRequest, pb.ListContainersResponse
         )
@@ -128,6 +131,13 @@ class CriRuntime:
             supports_platform=False,
             image_root=mounts[0] if mounts else None,
         )
+
+    async def tuning(self) -> RuntimeTuning:
+        """containerd's settings that bear on pulls (cri_config.py); empty for other runtimes
+        or when the runtime does not say."""
+        request = pb.StatusRequest(verbose=True)
+        response = await self._call(self._runtime_status(request, deadline=_CALL_TIMEOUT))
+        return parse_tuning(dict(response.info))
 
     async def image_status(self, image: ImageRef) -> ImageStatus | None:
         request = pb.ImageStatusRequest(image=_spec(image))

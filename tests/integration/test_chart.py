@@ -150,6 +150,8 @@ def test_each_runtime_mounts_only_its_socket(
     mounts = {m["mountPath"] for m in container(docs)["volumeMounts"]}
     assert {"/root/.docker/jarvice-docker", "/root/.docker/example-registry"} <= mounts
     assert (args.host_root is not None) == (runtime == "docker")
+    follows_hosts = runtime in {"containerd", "auto"}  # hosts.toml is containerd's own format
+    assert (args.registry_config_path is not None) == follows_hosts
     if lifecycle:
         assert (args.untaint_deadline, args.purge, args.purge_grace) == (1800, True, 600)
     else:
@@ -242,6 +244,16 @@ def test_every_value_reaches_the_pod(helm: str, tmp_path: Path) -> None:
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     for name in values["secrets"]:
         assert volumes[mounts[f"/root/.docker/{name}"]]["secret"]["secretName"] == name
+
+
+@pytest.mark.parametrize("path", ["", "/var/lib/rancher/k3s/agent/etc/containerd/certs.d"])
+def test_registry_config_path_off_or_moved(helm: str, tmp_path: Path, path: str) -> None:
+    """containerd's hosts.toml directory: off with "", elsewhere on k3s; read-only, at the
+    node's own path (checked by check_pod)."""
+    args = check_pod(
+        template(helm, tmp_path, {"registryConfigPath": path}), *RUNTIMES["containerd"]
+    )
+    assert args.registry_config_path == (Path(path) if path else None)
 
 
 def test_auto_passes_the_kubelets_endpoint(helm: str, tmp_path: Path) -> None:

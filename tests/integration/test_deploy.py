@@ -444,6 +444,8 @@ async def test_container_runs_as_the_daemonset_says(
             "/var/lib/docker": stack.dockerd.data_root,
         }
     host_dirs["/var/lib/jcp"] = state
+    host_dirs["/etc/containerd/certs.d"] = tmp_path / "host-certs.d"  # no hosts.toml: as before
+    host_dirs["/etc/containerd/certs.d"].mkdir()
 
     async def present(ref: str) -> bool:
         if cri is not None:

@@ -101,6 +101,11 @@ def check_pod(docs: list[dict[str, Any]], runtime: tuple[str, str, str], disk: s
         expected_host.add(disk)
     else:
         assert args.disk_path is None
+    if args.registry_config_path is not None:  # containerd's hosts.toml, at the node's path
+        hosts_dir = str(args.registry_config_path)
+        assert host[hosts_dir] == hosts_dir
+        assert mounts[hosts_dir].get("readOnly") is True
+        expected_host.add(hosts_dir)
     assert {p for p in host.values() if p} == expected_host
     assert host[str(args.ledger.parent)] == "/var/lib/jcp"
     assert mounts[str(args.config_dir)]["readOnly"] is True
