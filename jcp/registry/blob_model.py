@@ -4,9 +4,11 @@ this layer imports no runtime)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from jcp.model.credentials import RegistryAuth
 from jcp.model.errors import JcpError
@@ -73,13 +75,21 @@ class Job:
     auth: RegistryAuth | None
     report: FetchReport
     on_bytes: Callable[[int], None]
+    tls: ssl.SSLContext | None = None
+    """The endpoint's TLS settings (hosts.toml `ca`, `skip_verify`); not for other hosts."""
     headers: dict[str, str] = field(default_factory=dict)
     challenged: str | None = None
-    """The challenge the headers answer: the same one again means refused credentials."""
+    """The 401 challenge the headers were made for: a second 401 means refused credentials."""
     error: BaseException | None = None
 
+    @property
+    def host(self) -> str:
+        """The host blobs are asked from: the registry's, or a mirror's (hosts.toml)."""
+        return urlsplit(self.url).netloc
+
     def fail(self, message: str, *, corrupt: bool = False) -> FetchError:
-        what = f"blob {self.blob.digest} of {self.image} from {self.image.registry}"
+        via = "" if self.host == self.image.registry else f" (mirror {self.host})"
+        what = f"blob {self.blob.digest} of {self.image} from {self.image.registry}{via}"
         return FetchError(
             f"{what}: {message}",
             registry=self.image.registry,

@@ -39,6 +39,7 @@ from jcp.model.refs import ImageRef
 from jcp.registry.blob_model import BlobWriter, ContentSink, FetchError, FetchReport, Job
 from jcp.registry.blob_ranges import HEAD_BUFFER, PIECE, Range, Window, plan
 from jcp.registry.client import RegistryClient
+from jcp.registry.endpoint import HostsError
 
 STREAMS = 8
 CHUNK = 4 * 1024 * 1024
@@ -109,17 +110,22 @@ class BlobFetcher:
         cut off: the next fetch resumes them)."""
         report = FetchReport()
         started = time.monotonic()
-        tasks = [
-            asyncio.create_task(
-                self._one(
-                    Job(image, b, self.client.blob_url(image, b.digest), auth, report, on_bytes),
-                    sink,
-                    lease,
-                    keep_on_cancel,
-                )
-            )
+        endpoint = self.client.blob_endpoint(image)
+        try:
+            tls = endpoint.ssl_context()
+        except HostsError as exc:
+            raise FetchError(f"{image}: {exc}", registry=image.registry, digest="") from None
+        try:  # what the manifest requests learnt: no 401 first for every blob
+            headers = await self.client.pull_headers(image, auth)
+        except RegistryFailure as exc:
+            raise FetchError(f"{image}: {exc}", registry=image.registry, digest="") from None
+        jobs = [
+            Job(image, b, self.client.blob_url(image, b.digest), auth, report, on_bytes, tls)
             for b in blobs
         ]
+        for job in jobs:
+            job.headers = dict(headers)
+        tasks = [asyncio.create_task(self._one(j, sink, lease, keep_on_cancel)) for j in jobs]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -127,7 +133,7 @@ class BlobFetcher:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             report.seconds = time.monotonic() - started
-            report.range_supported = self.range_support.get(image.registry, True)
+            report.range_supported = self.range_support.get(endpoint.host, True)
         return report
 
     async def _one(self, job: Job, sink: ContentSink, lease: str, keep: bool) -> None:
@@ -162,12 +168,12 @@ class BlobFetcher:
         blob, start = job.blob, writer.offset
         job.report.resumed_bytes += start
         hasher = hashlib.sha256() if start == 0 else None
-        known = self.range_support.get(job.image.registry)
+        known = self.range_support.get(job.host)
         step = max(MIN_RANGE, min(self.chunk, -(-(blob.size - start) // self.streams)))
         ranges = plan(start, blob.size, step if known is not False else blob.size)
-        probe = known is None and len(ranges) > 1 and job.image.registry not in self._probes
+        probe = known is None and len(ranges) > 1 and job.host not in self._probes
         if probe:
-            self._probes[job.image.registry] = asyncio.Event()
+            self._probes[job.host] = asyncio.Event()
         tasks = [
             asyncio.create_task(self._range(job, r, first=i == 0, probing=probe and i == 0))
             for i, r in enumerate(ranges)
@@ -190,7 +196,7 @@ class BlobFetcher:
             raise job.fail(f"the runtime refused it: {exc}", corrupt=wrong) from None
 
     async def _range(self, job: Job, r: Range, *, first: bool, probing: bool) -> None:
-        host = job.image.registry
+        host = job.host
         try:
             probe = self._probes.get(host)
             if not first and probe is not None:
@@ -226,11 +232,12 @@ class BlobFetcher:
         headers = {**job.headers, "Range": f"bytes={r.pos}-{r.end - 1}", "User-Agent": USER_AGENT}
         for _ in range(_MAX_HOPS):
             session = self._pool()
-            async with session.get(url, headers=headers, allow_redirects=False) as resp:
+            tls = job.tls if job.tls is not None and _origin(url) == _origin(job.url) else True
+            async with session.get(url, headers=headers, allow_redirects=False, ssl=tls) as resp:
                 if resp.status in _REDIRECTS and "Location" in resp.headers:
                     target = urljoin(url, resp.headers["Location"])
-                    if _origin(target) != _origin(url):
-                        headers.pop("Authorization", None)
+                    if _origin(target) != _origin(url):  # nothing of the registry's goes there
+                        headers = {k: headers[k] for k in ("Range", "User-Agent")}
                     url = target
                     continue
                 if resp.status == 401 and url == job.url:
@@ -241,18 +248,18 @@ class BlobFetcher:
         raise job.fail(f"more than {_MAX_HOPS} redirects")
 
     async def _authorize(self, job: Job, challenge: str | None) -> None:
-        if job.headers and job.challenged == challenge:
+        if job.challenged is not None:  # authorized once on a 401 already: refused
             raise job.fail("the registry refused the credentials (401)")
         try:
             job.headers = await self.client.pull_headers(job.image, job.auth, challenge)
         except RegistryFailure as exc:
             raise job.fail(str(exc)) from None
-        job.challenged = challenge
+        job.challenged = challenge or ""
 
     async def _body(
         self, job: Job, r: Range, resp: aiohttp.ClientResponse, *, first: bool, probing: bool
     ) -> None:
-        host, size = job.image.registry, job.blob.size
+        host, size = job.host, job.blob.size
         partial = r.pos > 0 or r.end < size
         skip = 0
         if resp.status == 206:
