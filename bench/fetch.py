@@ -75,10 +75,10 @@ async def one(
 ) -> dict[str, Any]:
     from jcp.registry.blobs import BlobFetcher  # noqa: PLC0415 (in the child, after the RSS base)
     from jcp.registry.client import RegistryClient  # noqa: PLC0415
-    from jcp.runtime import content_store  # noqa: PLC0415
+    from jcp.runtime import content_store, content_writer  # noqa: PLC0415
 
     if os.environ.get("JCP_BENCH_AHEAD"):
-        content_store.AHEAD = int(os.environ["JCP_BENCH_AHEAD"])
+        content_writer.AHEAD = int(os.environ["JCP_BENCH_AHEAD"])
     store = content_store.ContentStore(endpoint, namespace="jcp-bench")
     sink: Any = _Null() if os.environ.get("JCP_BENCH_NULL") else store
     client = RegistryClient()

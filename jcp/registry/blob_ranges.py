@@ -146,11 +146,11 @@ def _grouped(pieces: list[bytes]) -> list[bytes]:
     group: list[bytes] = []
     size = 0
     for piece in pieces:
-        group.append(piece)
-        size += len(piece)
-        if size >= WRITE:
+        if group and size + len(piece) > WRITE:  # never over one message: no split, no copy
             out.append(group[0] if len(group) == 1 else b"".join(group))
             group, size = [], 0
+        group.append(piece)
+        size += len(piece)
     if group:
         out.append(group[0] if len(group) == 1 else b"".join(group))
     return out

@@ -26,8 +26,6 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -38,8 +36,10 @@ from jcp.model.errors import JcpError
 from jcp.model.failures import RegistryFailure
 from jcp.model.manifests import Blob
 from jcp.model.refs import ImageRef
+from jcp.registry.blob_model import BlobWriter, ContentSink, FetchError, FetchReport, Job
 from jcp.registry.blob_ranges import HEAD_BUFFER, PIECE, Range, Window, plan
 from jcp.registry.client import RegistryClient
+from jcp.registry.endpoint import HostsError
 
 STREAMS = 8
 CHUNK = 4 * 1024 * 1024
@@ -55,78 +55,7 @@ _MAX_HOPS = 5
 USER_AGENT = f"jcp/{__version__}"
 """What the registry's access log shows for jcp's blob GETs (the runtime's are its own)."""
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-
-
-class FetchError(JcpError):
-    """A blob could not be fetched or did not verify: nothing of it was committed."""
-
-    def __init__(self, message: str, *, registry: str, digest: str, corrupt: bool = False) -> None:
-        super().__init__(message)
-        self.registry = registry
-        self.digest = digest
-        self.corrupt = corrupt
-        """The bytes were wrong (the digest did not match): their ingest was dropped. Other
-        failures keep the ingest, so that the next fetch resumes it."""
-
-
-class BlobWriter(Protocol):
-    @property
-    def offset(self) -> int: ...
-
-    async def write(self, data: bytes) -> None: ...
-
-    async def commit(self) -> None: ...
-
-    async def abort(self) -> None: ...
-
-    async def close(self) -> None:
-        """Stop, keeping what was written for a later writer on the same ref."""
-
-
-class ContentSink(Protocol):
-    """Raises JcpError; one whose `code` is ALREADY_EXISTS means the blob is there."""
-
-    async def info(self, digest: str) -> int | None: ...
-
-    async def writer(self, ref: str, digest: str, size: int, lease: str) -> BlobWriter: ...
-
-
-@dataclass
-class FetchReport:
-    bytes_fetched: int = 0
-    """Body bytes received from the registry (a resumed blob's discarded prefix included)."""
-    blobs_fetched: int = 0
-    blobs_present: int = 0
-    ranges: int = 0
-    """Range requests answered (retries included)."""
-    resumed_bytes: int = 0
-    """Bytes the sink already held for an ingest this fetch resumed."""
-    range_supported: bool = True
-    """False once the registry answered a partial Range request with the whole blob."""
-    seconds: float = 0.0
-
-
-@dataclass
-class _Job:
-    image: ImageRef
-    blob: Blob
-    url: str
-    auth: RegistryAuth | None
-    report: FetchReport
-    on_bytes: Callable[[int], None]
-    headers: dict[str, str] = field(default_factory=dict)
-    challenged: str | None = None
-    """The challenge the headers answer: the same one again means refused credentials."""
-    error: BaseException | None = None
-
-    def fail(self, message: str, *, corrupt: bool = False) -> FetchError:
-        what = f"blob {self.blob.digest} of {self.image} from {self.image.registry}"
-        return FetchError(
-            f"{what}: {message}",
-            registry=self.image.registry,
-            digest=self.blob.digest,
-            corrupt=corrupt,
-        )
+__all__ = ["BlobFetcher", "BlobWriter", "ContentSink", "FetchError", "FetchReport"]
 
 
 class _RetryError(Exception):
@@ -181,17 +110,22 @@ class BlobFetcher:
         cut off: the next fetch resumes them)."""
         report = FetchReport()
         started = time.monotonic()
-        tasks = [
-            asyncio.create_task(
-                self._one(
-                    _Job(image, b, self.client.blob_url(image, b.digest), auth, report, on_bytes),
-                    sink,
-                    lease,
-                    keep_on_cancel,
-                )
-            )
+        endpoint = self.client.blob_endpoint(image)
+        try:
+            tls = endpoint.ssl_context()
+        except HostsError as exc:
+            raise FetchError(f"{image}: {exc}", registry=image.registry, digest="") from None
+        try:  # what the manifest requests learnt: no 401 first for every blob
+            headers = await self.client.pull_headers(image, auth)
+        except RegistryFailure as exc:
+            raise FetchError(f"{image}: {exc}", registry=image.registry, digest="") from None
+        jobs = [
+            Job(image, b, self.client.blob_url(image, b.digest), auth, report, on_bytes, tls)
             for b in blobs
         ]
+        for job in jobs:
+            job.headers = dict(headers)
+        tasks = [asyncio.create_task(self._one(j, sink, lease, keep_on_cancel)) for j in jobs]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -199,10 +133,10 @@ class BlobFetcher:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             report.seconds = time.monotonic() - started
-            report.range_supported = self.range_support.get(image.registry, True)
+            report.range_supported = self.range_support.get(endpoint.host, True)
         return report
 
-    async def _one(self, job: _Job, sink: ContentSink, lease: str, keep: bool) -> None:
+    async def _one(self, job: Job, sink: ContentSink, lease: str, keep: bool) -> None:
         blob = job.blob
         if not blob.digest.startswith("sha256:"):
             raise job.fail("only sha256 digests are verified here")
@@ -230,16 +164,16 @@ class BlobFetcher:
                 raise
             job.report.blobs_fetched += 1
 
-    async def _write(self, job: _Job, writer: BlobWriter) -> None:
+    async def _write(self, job: Job, writer: BlobWriter) -> None:
         blob, start = job.blob, writer.offset
         job.report.resumed_bytes += start
         hasher = hashlib.sha256() if start == 0 else None
-        known = self.range_support.get(job.image.registry)
+        known = self.range_support.get(job.host)
         step = max(MIN_RANGE, min(self.chunk, -(-(blob.size - start) // self.streams)))
         ranges = plan(start, blob.size, step if known is not False else blob.size)
-        probe = known is None and len(ranges) > 1 and job.image.registry not in self._probes
+        probe = known is None and len(ranges) > 1 and job.host not in self._probes
         if probe:
-            self._probes[job.image.registry] = asyncio.Event()
+            self._probes[job.host] = asyncio.Event()
         tasks = [
             asyncio.create_task(self._range(job, r, first=i == 0, probing=probe and i == 0))
             for i, r in enumerate(ranges)
@@ -261,8 +195,8 @@ class BlobFetcher:
             wrong = getattr(exc, "code", None) == "FAILED_PRECONDITION"
             raise job.fail(f"the runtime refused it: {exc}", corrupt=wrong) from None
 
-    async def _range(self, job: _Job, r: Range, *, first: bool, probing: bool) -> None:
-        host = job.image.registry
+    async def _range(self, job: Job, r: Range, *, first: bool, probing: bool) -> None:
+        host = job.host
         try:
             probe = self._probes.get(host)
             if not first and probe is not None:
@@ -291,18 +225,19 @@ class BlobFetcher:
             if probing:
                 self._probes[host].set()
 
-    async def _get(self, job: _Job, r: Range, *, first: bool, probing: bool) -> None:
+    async def _get(self, job: Job, r: Range, *, first: bool, probing: bool) -> None:
         """One GET of what R still lacks, following redirects itself: credentials go to the
         registry's host only, never to the host a redirect names (object storage)."""
         url = job.url
         headers = {**job.headers, "Range": f"bytes={r.pos}-{r.end - 1}", "User-Agent": USER_AGENT}
         for _ in range(_MAX_HOPS):
             session = self._pool()
-            async with session.get(url, headers=headers, allow_redirects=False) as resp:
+            tls = job.tls if job.tls is not None and _origin(url) == _origin(job.url) else True
+            async with session.get(url, headers=headers, allow_redirects=False, ssl=tls) as resp:
                 if resp.status in _REDIRECTS and "Location" in resp.headers:
                     target = urljoin(url, resp.headers["Location"])
-                    if _origin(target) != _origin(url):
-                        headers.pop("Authorization", None)
+                    if _origin(target) != _origin(url):  # nothing of the registry's goes there
+                        headers = {k: headers[k] for k in ("Range", "User-Agent")}
                     url = target
                     continue
                 if resp.status == 401 and url == job.url:
@@ -312,19 +247,19 @@ class BlobFetcher:
                 return
         raise job.fail(f"more than {_MAX_HOPS} redirects")
 
-    async def _authorize(self, job: _Job, challenge: str | None) -> None:
-        if job.headers and job.challenged == challenge:
+    async def _authorize(self, job: Job, challenge: str | None) -> None:
+        if job.challenged is not None:  # authorized once on a 401 already: refused
             raise job.fail("the registry refused the credentials (401)")
         try:
             job.headers = await self.client.pull_headers(job.image, job.auth, challenge)
         except RegistryFailure as exc:
             raise job.fail(str(exc)) from None
-        job.challenged = challenge
+        job.challenged = challenge or ""
 
     async def _body(
-        self, job: _Job, r: Range, resp: aiohttp.ClientResponse, *, first: bool, probing: bool
+        self, job: Job, r: Range, resp: aiohttp.ClientResponse, *, first: bool, probing: bool
     ) -> None:
-        host, size = job.image.registry, job.blob.size
+        host, size = job.host, job.blob.size
         partial = r.pos > 0 or r.end < size
         skip = 0
         if resp.status == 206:

@@ -1,13 +1,15 @@
 """jcp's blob fetch into a real containerd (1.6 and 1.7) from a real registry, through a real
 proxy that records what the registry side saw: after the fetch the runtime's pull makes no
 blob GET; a flipped byte commits nothing; a registry that ignores Range gets one stream; a
-redirect to another host carries no credentials; the reorder window holds what it says."""
+redirect to another host carries no credentials; the reorder window holds what it says; a
+hosts.toml mirror gets every blob GET."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from devstack.images import RegistryClient as Pusher
 from devstack.stack import AUTH_USER, Stack
 from jcp.model.credentials import RegistryAuth
 from jcp.registry.blobs import USER_AGENT, BlobFetcher, FetchError
+from jcp.registry.client import RegistryClient
+from jcp.registry.hosts import HostsConfig
 from jcp.runtime.content_store import ContentStore
 from jcp.runtime.cri import CriRuntime
 from tests.support.blob_proxy import OTHER_HOST, BlobProxy
@@ -168,3 +172,36 @@ async def test_the_reorder_window_bounds_what_is_held(
     assert f.window.peak <= f.bound
     assert f.window.held == 0
     assert f.window.used == 0
+
+
+async def test_a_hosts_toml_mirror_serves_every_blob(
+    stack: Stack, open_client: Pusher, containerd: Containerd, blob_proxy: Proxy,
+    unique: Callable[[str], str], tmp_path: Path,
+) -> None:  # fmt: skip
+    """containerd's hosts.toml names a mirror for the registry: jcp's blob GETs go there, as
+    the runtime's would, and the registry itself sees none."""
+    origin = blob_proxy(stack.open_registry.host)
+    mirror = blob_proxy(stack.open_registry.host)
+    certs = tmp_path / "certs.d"
+    (certs / origin.host).mkdir(parents=True)
+    (certs / origin.host / "hosts.toml").write_text(
+        f'server = "http://{origin.host}"\n[host."http://{mirror.host}"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+    )
+    image = await pushed(open_client, unique("mirror"), origin, 4 * MiB)
+    client = RegistryClient(hosts=HostsConfig(certs))
+    f = BlobFetcher(client, chunk=MiB)
+    store = ContentStore(containerd.endpoint)
+    lease = await store.lease(300)
+    mark = len(origin.seen)
+    try:
+        report = await f.fetch(image.ref, image.blobs, store, None, lambda _n: None, lease=lease)
+    finally:
+        await store.drop_lease(lease)
+        await store.close()
+        await f.close()
+        await client.close()
+    assert report.blobs_fetched == 2
+    assert origin.blob_gets(mark) == [], "the registry itself was asked"
+    assert len(mirror.blob_gets()) == report.ranges
+    assert f.range_support == {mirror.host: True}

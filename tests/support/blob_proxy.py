@@ -59,19 +59,23 @@ class BlobProxy:
         hold_head: bool = False,
         reset_after: int | None = None,
         resets: int = 0,
+        rate: float | None = None,
     ) -> None:
         """FLIP_AT: invert the blob byte at this offset in every blob answer that holds it.
         STRIP_RANGE: drop the Range header (the registry then answers 200, the whole blob).
         REDIRECT: answer an authorized blob GET with 307 to OTHER_HOST, which fetches it with
         UPSTREAM_AUTH. HOLD_HEAD: hold each blob GET whose range starts at 0 until released.
         RESET_AFTER: cut the connection of a blob answer once it has sent this many bytes, for
-        the first RESETS answers of that size (a connection reset mid-transfer)."""
+        the first RESETS answers of that size (a connection reset mid-transfer). RATE: pace
+        each blob answer to this many bytes per second (a slow link, so a test can act
+        mid-fetch)."""
         self.upstream = f"http://{upstream}"
         self.flip_at, self.strip_range, self.redirect = flip_at, strip_range, redirect
         self.upstream_auth = upstream_auth
         self._hold = threading.Event()
         self.holding = hold_head
         self.reset_after, self.resets = reset_after, resets
+        self.rate = rate
         self.seen: list[Seen] = []
         self.bytes_sent = 0
         self.held = 0
@@ -178,6 +182,7 @@ class BlobProxy:
             try:
                 if request.method != "HEAD":
                     done = 0
+                    began = asyncio.get_running_loop().time()
                     async for chunk in up.content.iter_chunked(64 * 1024):
                         await out.write(self._flipped(chunk, at) if blob else chunk)
                         at += len(chunk)
@@ -186,6 +191,9 @@ class BlobProxy:
                         if blob and self._cut(done) and request.transport is not None:
                             request.transport.abort()
                             return out
+                        if blob and self.rate:
+                            ahead = began + done / self.rate - asyncio.get_running_loop().time()
+                            await asyncio.sleep(max(0.0, ahead))
                 await out.write_eof()
             except (ConnectionError, aiohttp.ClientError):
                 pass  # the client hung up (a cancelled fetch): nothing to tell
