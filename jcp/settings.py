@@ -98,7 +98,7 @@ class FetchSettings:
 
     mode: FetchMode = FetchMode.AUTO
     streams: int = 8
-    """Connections one image's blobs are fetched over at once (ranges and blobs together)."""
+    """Connections of the fetch at once, all images together (ranges and blobs alike)."""
     chunk: int = 4 * 1024 * 1024
     """Bytes per range request; a blob this size or smaller is one request."""
     images: int = 2

@@ -31,7 +31,7 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
         "--fetch-streams",
         type=count,
         default=d.streams,
-        help="connections one image's blobs are fetched over at once (default: %(default)s)",
+        help="connections of the fetch at once, all images together (default: %(default)s)",
     )
     g.add_argument(
         "--fetch-chunk-mib",
