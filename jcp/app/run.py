@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -136,7 +137,10 @@ def _build(
         from jcp.fetch.runtime import FetchingRuntime  # noqa: PLC0415
 
         counts = FetchCounts()
-        runtime = FetchingRuntime(runtime, remote, settings.fetch, counts)
+        # The lease must outlive the longest pull it holds content for: at least the timeout.
+        ttl = max(settings.fetch.lease_ttl, settings.pull_timeout)
+        fetch_settings = dataclasses.replace(settings.fetch, lease_ttl=ttl)
+        runtime = FetchingRuntime(runtime, remote, fetch_settings, counts)
         if metrics is not None:
             metrics.fetch.watch(counts)
     events = Fanout(*([metrics] if metrics is not None else []))

@@ -51,7 +51,8 @@ def add_fetch_options(p: argparse.ArgumentParser) -> None:
         "--fetch-lease-seconds",
         type=positive,
         default=d.lease_ttl,
-        help="how long a fetch's containerd lease outlives a crashed jcp (default: %(default)g)",
+        help="how long a fetch's containerd lease lives, at least the pull timeout: what a crashed "
+        "jcp leaves held expires then (default: %(default)g)",
     )
 
 

@@ -137,10 +137,10 @@ class FetchingRuntime:
             return replace(await self._unpack(image, auth, on_progress, 0), bytes=0)
         total = sum(b.size for b in blobs)
         key = str(image)
-        lease = await self.store.lease(self.settings.lease_ttl)
-        earlier = self._held.pop(key, None)  # a cut-off attempt's: its ingests resume now
-        if earlier is not None:
-            await self._drop(earlier[0])
+        # A cut-off attempt's lease holds its ingests (containerd deletes an ingest with the
+        # lease that holds it): the next attempt fetches under the same one, and resumes them.
+        earlier = self._held.pop(key, None)
+        lease = earlier[0] if earlier else await self.store.lease(self.settings.lease_ttl)
         try:
             fetched = await self._fetch(image, blobs, auth, lease, on_progress)
             pulled = await self._unpack(image, auth, on_progress, total)
@@ -297,6 +297,7 @@ class FetchingRuntime:
     async def close(self) -> None:
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self.fetcher.close()
         await self.store.close()
         await self.inner.close()
 
