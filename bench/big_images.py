@@ -46,6 +46,12 @@ def _jcp_has_fetch() -> bool:
     return "--fetch" in out.stdout
 
 
+JCP_ARGS: list[str] = []
+"""`--jcp-arg`: more options for both jcp contenders (e.g. --fetch-images=1)."""
+ONLY: list[str] = []
+"""`--only`: the contenders to run (all when empty)."""
+
+
 def contenders(root: Path, endpoint: str, host: str, refs: list[str]) -> dict[str, Any]:
     """name -> (argv, stdin) or the reason it is skipped."""
     config = root / "config" / str(len(refs))
@@ -56,15 +62,16 @@ def contenders(root: Path, endpoint: str, host: str, refs: list[str]) -> dict[st
     jcp = [sys.executable, "-m", "jcp", "once", "--config-dir", str(config),
            "--docker-config-root", str(root / "no-secrets"), "--progress", "never",
            "--runtime", "cri", "--runtime-endpoint", endpoint,
-           "--insecure-registry", host]  # fmt: skip
+           "--insecure-registry", host, *JCP_ARGS]  # fmt: skip
     stdin = "\n".join(refs) + "\n"
     has_fetch = _jcp_has_fetch()
-    return {
+    plan = {
         "CRI serial": ([*cri, "--concurrency", "1"], stdin),
         f"CRI parallel {PARALLEL}": ([*cri, "--concurrency", str(PARALLEL)], stdin),
         "jcp --fetch off": ([*jcp, *(["--fetch", "off"] if has_fetch else [])], None),
         "jcp --fetch on": ([*jcp, "--fetch", "on"], None) if has_fetch else "jcp has no --fetch",
     }
+    return {k: v for k, v in plan.items() if not ONLY or k in ONLY}
 
 
 def run(cmd: list[str], stdin: str | None, scratch: Path) -> tuple[float, float, int]:
@@ -189,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--containerd", nargs="+", default=["1.6", "1.7"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--jcp-arg", action="append", default=[], help="more jcp options")
+    parser.add_argument("--only", action="append", default=[], help="a contender to run")
     args = parser.parse_args(argv)
+    JCP_ARGS[:] = args.jcp_arg
+    ONLY[:] = args.only
     tmp = os.environ.get("JCP_TEST_TMP", tempfile.gettempdir())
     root = Path(tempfile.mkdtemp(prefix="jcpbi-", dir=tmp))
     try:

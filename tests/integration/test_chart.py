@@ -235,7 +235,7 @@ def test_every_value_reaches_the_pod(helm: str, tmp_path: Path) -> None:
     assert (args.concurrency, args.refresh, args.pull_timeout) == (3, "pull", 600)
     assert "--min-free=20GiB" in kubelet_args(c)
     # Helm merges maps with the defaults: the default cpu limit stays unless set to null.
-    assert c["resources"] == {**values["resources"], "limits": {"cpu": "500m", "memory": "1Gi"}}
+    assert c["resources"] == {**values["resources"], "limits": {"cpu": "2", "memory": "1Gi"}}
     assert pod["tolerations"] == values["tolerations"]
     assert pod["nodeSelector"] == {**values["nodeSelector"], "kubernetes.io/os": "linux"}
     assert pod["priorityClassName"] == "system-node-critical"
