@@ -30,6 +30,7 @@ from jcp.model.fetch import FetchCounts
 from jcp.model.manifests import Blob
 from jcp.model.refs import DOCKER_HUB, ImageRef
 from jcp.model.results import Outcome, PullResult
+from jcp.registry.blob_probe import one_connection_rate
 from jcp.registry.blobs import BlobFetcher, FetchError
 from jcp.registry.client import RegistryClient
 from jcp.runtime.base import (
@@ -45,6 +46,13 @@ from jcp.runtime.cri import CriRuntime
 from jcp.settings import FetchMode, FetchSettings
 
 log = logging.getLogger(__name__)
+
+PROBED_SIZE = 16 * 1024 * 1024
+"""An image whose largest blob is this big is worth asking its registry's pace for."""
+FAST_CONNECTION = 60e6
+"""Bytes a second one connection must beat for `--fetch auto` to leave a registry to the
+runtime: containerd's three download slots then get 180 MB/s, beyond what jcp's fetch
+reaches on two cores (BENCHMARKS.md)."""
 
 HEARTBEAT = 5.0
 """Seconds between progress reports while the runtime unpacks (it reports none): unpacking is
@@ -70,6 +78,9 @@ class FetchingRuntime:
         self._held: dict[str, tuple[str, list[str]]] = {}
         """Image -> the lease and ingest refs of its cut-off fetch (resumed, or forgotten)."""
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._judged: set[str] = set()
+        self._fast: set[str] = set()
+        """Registries whose connections are not paced (`_paced`): the runtime fetches."""
         self._arch: str | None = None
 
     @property
@@ -202,6 +213,8 @@ class FetchingRuntime:
         if not found.blobs:
             self._fall_back(image.registry, "no blob list", "the manifest names no blobs")
             return None
+        if not await self._paced(image, auth, found.blobs):
+            return None
         missing = []
         try:
             for blob in found.blobs:
@@ -246,6 +259,30 @@ class FetchingRuntime:
         c.ranges += report.ranges
         c.images += 1
         return report.bytes_fetched
+
+    async def _paced(
+        self, image: ImageRef, auth: RegistryAuth | None, blobs: Sequence[Blob]
+    ) -> bool:
+        """With `--fetch auto`, whether IMAGE's registry is worth fetching from: asked once
+        per registry (blob_probe.py says why), on its first image with a big blob."""
+        registry = image.registry
+        if self.settings.mode != FetchMode.AUTO or registry in self._judged:
+            return registry not in self._fast
+        largest = max(blobs, key=lambda b: b.size)
+        if largest.size < PROBED_SIZE:
+            return True
+        self._judged.add(registry)
+        rate = await one_connection_rate(self.remote, image, largest, auth)
+        if rate is None or rate < FAST_CONNECTION:
+            return True
+        self._fast.add(registry)
+        self._fall_back(
+            registry,
+            "fast link",
+            f"one connection moved {rate / 1e6:.0f} MB/s (the link does not pace connections):"
+            " the runtime's own fetch is as fast and costs less CPU (--fetch on fetches anyway)",
+        )
+        return False
 
     def _fall_back(self, where: str, reason: str, detail: str) -> None:
         if self.counts.fell_back(where, reason):

@@ -90,6 +90,8 @@ def _args(c: Containerd, cfg: Path, tmp: Path, *more: str) -> list[str]:
         *cri_args(c),
         "--registry-config-path",
         str(c.root / "certs.d"),
+        "--fetch",
+        "on",  # no probe of the link's pace first: the registry counts only the fetch's bytes
         *more,
     ]
 
