@@ -70,6 +70,7 @@ def contenders(root: Path, endpoint: str, host: str, refs: list[str]) -> dict[st
         f"CRI parallel {PARALLEL}": ([*cri, "--concurrency", str(PARALLEL)], stdin),
         "jcp --fetch off": ([*jcp, *(["--fetch", "off"] if has_fetch else [])], None),
         "jcp --fetch on": ([*jcp, "--fetch", "on"], None) if has_fetch else "jcp has no --fetch",
+        "jcp --fetch auto": ([*jcp, "--fetch", "auto"], None) if has_fetch else "no --fetch",
     }
     return {k: v for k, v in plan.items() if not ONLY or k in ONLY}
 

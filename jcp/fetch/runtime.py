@@ -78,9 +78,8 @@ class FetchingRuntime:
         self._held: dict[str, tuple[str, list[str]]] = {}
         """Image -> the lease and ingest refs of its cut-off fetch (resumed, or forgotten)."""
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._judged: set[str] = set()
-        self._fast: set[str] = set()
-        """Registries whose connections are not paced (`_paced`): the runtime fetches."""
+        self._judged: dict[str, asyncio.Future[bool]] = {}
+        """Registry -> whether jcp fetches from it (`_paced`), once its pace is known."""
         self._arch: str | None = None
 
     @property
@@ -266,16 +265,23 @@ class FetchingRuntime:
         """With `--fetch auto`, whether IMAGE's registry is worth fetching from: asked once
         per registry (blob_probe.py says why), on its first image with a big blob."""
         registry = image.registry
-        if self.settings.mode != FetchMode.AUTO or registry in self._judged:
-            return registry not in self._fast
-        largest = max(blobs, key=lambda b: b.size)
-        if largest.size < PROBED_SIZE:
+        if self.settings.mode != FetchMode.AUTO:
             return True
-        self._judged.add(registry)
+        judging = self._judged.get(registry)
+        if judging is None:
+            largest = max(blobs, key=lambda b: b.size)
+            if largest.size < PROBED_SIZE:
+                return True
+            # One probe per registry; the images that come meanwhile wait for its verdict.
+            judging = asyncio.ensure_future(self._probe(image, largest, auth))
+            self._judged[registry] = judging
+        return await asyncio.shield(judging)
+
+    async def _probe(self, image: ImageRef, largest: Blob, auth: RegistryAuth | None) -> bool:
+        registry = image.registry
         rate = await one_connection_rate(self.remote, image, largest, auth)
         if rate is None or rate < FAST_CONNECTION:
             return True
-        self._fast.add(registry)
         self._fall_back(
             registry,
             "fast link",
