@@ -78,6 +78,7 @@ class FetchingRuntime:
         self._held: dict[str, tuple[str, list[str]]] = {}
         """Image -> the lease and ingest refs of its cut-off fetch (resumed, or forgotten)."""
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._unranged: set[str] = set()
         self._judged: dict[str, asyncio.Future[bool]] = {}
         """Registry -> whether jcp fetches from it (`_paced`), once its pace is known."""
         self._arch: str | None = None
@@ -257,6 +258,13 @@ class FetchingRuntime:
         c.bytes_resumed += report.resumed_bytes
         c.ranges += report.ranges
         c.images += 1
+        if not report.range_supported and image.registry not in self._unranged:
+            self._unranged.add(image.registry)
+            log.warning(
+                f"{image.registry} answers a ranged GET with the whole blob (no Range support): "
+                "jcp fetches its blobs over one stream each",
+                extra={"fields": {"event": "fetch_no_ranges", "registry": image.registry}},
+            )
         return report.bytes_fetched
 
     async def _paced(

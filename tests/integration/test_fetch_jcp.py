@@ -19,8 +19,10 @@ from devstack.containerd import Containerd
 from devstack.images import Layer, Pushed, RegistryClient, make_layer, push_synthetic
 from devstack.images import RegistryClient as ImagesClient
 from devstack.paced_link import PacedLink
+from devstack.ratelimit import RateLimitedRegistry
 from devstack.stack import Stack
 from jcp.runtime.cri import CriRuntime
+from tests.support.blob_proxy import BlobProxy
 from tests.support.cri_args import cri_args, present
 from tests.support.helpers import entry, publish
 from tests.support.jcp_process import JcpProcess, engine_args
@@ -229,3 +231,74 @@ async def test_auto_leaves_a_registry_whose_connections_are_fast_to_the_runtime(
             assert await present(cri, ref)
     finally:
         await cri.close()
+
+
+async def test_a_registry_that_meters_pulls_is_left_to_the_runtime_said_once(
+    tmp_path: Path,
+    stack: Stack,
+    open_client: ImagesClient,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    """A registry whose answers carry RateLimit headers counts manifest GETs against a pull
+    limit (Docker Hub does): jcp's fetch would read each manifest once more, so the runtime
+    pulls alone. The registry is the real one behind a proxy that adds Hub's headers."""
+    metered = RateLimitedRegistry(stack.open_registry.host, allow=1000).start()
+    root = Path(tempfile.mkdtemp(prefix="jcpm-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
+    c = Containerd(root, registries=[metered.host])
+    c.start()
+    try:
+        names = [unique("metered") for _ in "ab"]
+        for name in names:
+            open_client.push_image(name, "1", [make_layer(1024 * 1024)])
+        refs = [f"{metered.host}/{name}:1" for name in names]
+        cfg = publish(tmp_path / "config", [entry(r) for r in refs])
+        run = jcp("once", [*engine_args(cfg, tmp_path / "docker"), *fetch_args(c)])
+        assert await run.wait_exit() == 0, run.text()
+        said = [line for line in run.lines() if "metered registry" in line]
+        assert len(said) == 1, run.text()
+        assert "2 pulled" in run.text()
+        blob_gets = [s for s in metered.seen if "/blobs/" in s.path and s.method == "GET"]
+        assert blob_gets
+        assert all(s.agent.startswith("containerd") for s in blob_gets), blob_gets
+    finally:
+        c.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        metered.stop()
+
+
+async def test_a_registry_that_ignores_range_gets_one_stream_per_blob_said_once(
+    tmp_path: Path,
+    stack: Stack,
+    open_client: ImagesClient,
+    jcp: Start,
+    unique: Callable[[str], str],
+) -> None:
+    proxy = BlobProxy(stack.open_registry.host, strip_range=True).start()
+    root = Path(tempfile.mkdtemp(prefix="jcpr-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
+    c = Containerd(root, registries=[proxy.host])
+    c.start()
+    try:
+        names = [unique("norange") for _ in "ab"]
+        for name in names:
+            open_client.push_image(name, "1", [make_layer(9 * MIB)])
+        refs = [f"{proxy.host}/{name}:1" for name in names]
+        cfg = publish(tmp_path / "config", [entry(r) for r in refs])
+        args = [*engine_args(cfg, tmp_path / "docker"), *fetch_args(c), "--fetch", "on"]
+        run = jcp("once", args)
+        assert await run.wait_exit() == 0, run.text()
+        said = [line for line in run.lines() if "no Range support" in line]
+        assert len(said) == 1, run.text()
+        assert "2 pulled" in run.text()
+        gets = proxy.blob_gets()
+        assert {g.agent.split("/")[0] for g in gets} == {"jcp"}, gets
+        cri = CriRuntime(c.endpoint)
+        try:
+            for ref in refs:
+                assert await present(cri, ref)
+        finally:
+            await cri.close()
+    finally:
+        c.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        proxy.stop()
