@@ -144,7 +144,9 @@ class FetchingRuntime:
         if not self._enabled or self._arch is None:
             return await self.inner.pull(image, auth=auth, platform=platform, on_progress=None)
         blobs = await self._missing(image, auth)
-        if not blobs:  # None: fell back (said and counted); []: the store holds every blob
+        if blobs is None:  # fell back (said and counted): the runtime fetched, its count
+            return await self._unpack(image, auth, on_progress, 0)
+        if not blobs:  # the store holds every blob: nothing was downloaded
             return replace(await self._unpack(image, auth, on_progress, 0), bytes=0)
         total = sum(b.size for b in blobs)
         key = str(image)
