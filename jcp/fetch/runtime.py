@@ -24,13 +24,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from jcp.engine.events import Events
+from jcp.fetch.policy import Policy
 from jcp.model.credentials import RegistryAuth
 from jcp.model.failures import RegistryFailure
 from jcp.model.fetch import FetchCounts
 from jcp.model.manifests import Blob
 from jcp.model.refs import DOCKER_HUB, ImageRef
 from jcp.model.results import Outcome, PullResult
-from jcp.registry.blob_probe import one_connection_rate
 from jcp.registry.blobs import BlobFetcher, FetchError
 from jcp.registry.client import RegistryClient
 from jcp.runtime.base import (
@@ -43,16 +43,9 @@ from jcp.runtime.base import (
 )
 from jcp.runtime.content_store import ContentError, ContentStore
 from jcp.runtime.cri import CriRuntime
-from jcp.settings import FetchMode, FetchSettings
+from jcp.settings import FetchSettings
 
 log = logging.getLogger(__name__)
-
-PROBED_SIZE = 16 * 1024 * 1024
-"""An image whose largest blob is this big is worth asking its registry's pace for."""
-FAST_CONNECTION = 60e6
-"""Bytes a second one connection must beat for `--fetch auto` to leave a registry to the
-runtime: containerd's three download slots then get 180 MB/s, beyond what jcp's fetch
-reaches on two cores (BENCHMARKS.md)."""
 
 HEARTBEAT = 5.0
 """Seconds between progress reports while the runtime unpacks (it reports none): unpacking is
@@ -78,9 +71,7 @@ class FetchingRuntime:
         self._held: dict[str, tuple[str, list[str]]] = {}
         """Image -> the lease and ingest refs of its cut-off fetch (resumed, or forgotten)."""
         self._cleanups: set[asyncio.Task[None]] = set()
-        self._unranged: set[str] = set()
-        self._judged: dict[str, asyncio.Future[bool]] = {}
-        """Registry -> whether jcp fetches from it (`_paced`), once its pace is known."""
+        self.policy = Policy(settings, counts, remote)
         self._arch: str | None = None
 
     @property
@@ -90,48 +81,10 @@ class FetchingRuntime:
     async def info(self) -> RuntimeInfo:
         info = await self.inner.info()
         if self._enabled is None:
-            self._enabled = await self._decide(info)
+            tuning = await self.inner.tuning()
+            self._enabled = await self.policy.decide(info, tuning, self.store)
             self._arch = info.arch
         return replace(info, reports_progress=self._enabled) if self._enabled else info
-
-    async def _decide(self, info: RuntimeInfo) -> bool:
-        """Whether jcp fetches on this runtime; what its settings mean is said once."""
-        runtime = f"{info.name} {info.version}".strip()
-        tuning = await self.inner.tuning()
-        lines = tuning.lines(runtime)
-        if tuning.config_path and self.remote.hosts is None:
-            lines.append(
-                f"{runtime} reads registry host config (hosts.toml) from {tuning.config_path}: "
-                "mount it and pass --registry-config-path so that jcp asks the mirrors it asks"
-            )
-        for line in lines:
-            log.info(line, extra={"fields": {"event": "runtime_tuning"}})
-        why = None
-        if self.settings.mode == FetchMode.OFF:
-            why = "--fetch off"
-        elif tuning.ranged_fetch:
-            why = f"{runtime} fetches layer ranges itself"
-        else:
-            why = await self.store.available()
-        if why is None:
-            self.counts.mode = "on"
-            log.info(
-                f"blob fetch: on ({self.settings.streams} streams per image, "
-                f"{self.settings.chunk // (1024 * 1024)} MiB ranges, {self.settings.images} "
-                "images at once); the runtime unpacks",
-                extra={"fields": {"event": "fetch_mode", "mode": "on"}},
-            )
-            return True
-        self.counts.mode = f"off ({why})"
-        if why != "--fetch off":
-            self.counts.fell_back(info.endpoint, why)
-        level = logging.WARNING if self.settings.mode == FetchMode.ON else logging.INFO
-        log.log(
-            level,
-            f"blob fetch: off ({why}); the runtime fetches every pull itself",
-            extra={"fields": {"event": "fetch_mode", "mode": "off"}},
-        )
-        return False
 
     async def pull(
         self,
@@ -205,17 +158,17 @@ class FetchingRuntime:
         assert self._arch is not None
         if image.registry == DOCKER_HUB or self.remote.metered(image.registry):
             why = "the registry counts manifest GETs against a pull limit"
-            self._fall_back(image.registry, "metered registry", why)
+            self.policy.fall_back(image.registry, "metered registry", why)
             return None
         try:
             found = await self.remote.inspect(image, auth, self._arch)
         except RegistryFailure as exc:
-            self._fall_back(image.registry, "manifest not readable", exc.failure.message)
+            self.policy.fall_back(image.registry, "manifest not readable", exc.failure.message)
             return None
         if not found.blobs:
-            self._fall_back(image.registry, "no blob list", "the manifest names no blobs")
+            self.policy.fall_back(image.registry, "no blob list", "the manifest names no blobs")
             return None
-        if not await self._paced(image, auth, found.blobs):
+        if not await self.policy.paced(image, auth, found.blobs):
             return None
         missing = []
         try:
@@ -225,7 +178,7 @@ class FetchingRuntime:
                 else:
                     self.counts.bytes_present += blob.size
         except ContentError as exc:
-            self._fall_back(self.endpoint, "content store", str(exc))
+            self.policy.fall_back(self.endpoint, "content store", str(exc))
             return None
         return missing
 
@@ -253,59 +206,16 @@ class FetchingRuntime:
                     image, blobs, self.store, auth, on_bytes=moved, lease=lease, keep_on_cancel=True
                 )
             except (FetchError, ContentError, RegistryFailure) as exc:
-                self._fall_back(image.registry, type(exc).__name__, str(exc))
+                self.policy.fall_back(image.registry, type(exc).__name__, str(exc))
                 return done
         c = self.counts
         c.bytes_fetched += report.bytes_fetched
         c.bytes_resumed += report.resumed_bytes
         c.ranges += report.ranges
         c.images += 1
-        if not report.range_supported and image.registry not in self._unranged:
-            self._unranged.add(image.registry)
-            log.warning(
-                f"{image.registry} answers a ranged GET with the whole blob (no Range support): "
-                "jcp fetches its blobs over one stream each",
-                extra={"fields": {"event": "fetch_no_ranges", "registry": image.registry}},
-            )
+        if not report.range_supported:
+            self.policy.unranged(image.registry)
         return report.bytes_fetched
-
-    async def _paced(
-        self, image: ImageRef, auth: RegistryAuth | None, blobs: Sequence[Blob]
-    ) -> bool:
-        """With `--fetch auto`, whether IMAGE's registry is worth fetching from: asked once
-        per registry (blob_probe.py says why), on its first image with a big blob."""
-        registry = image.registry
-        if self.settings.mode != FetchMode.AUTO:
-            return True
-        judging = self._judged.get(registry)
-        if judging is None:
-            largest = max(blobs, key=lambda b: b.size)
-            if largest.size < PROBED_SIZE:
-                return True
-            # One probe per registry; the images that come meanwhile wait for its verdict.
-            judging = asyncio.ensure_future(self._probe(image, largest, auth))
-            self._judged[registry] = judging
-        return await asyncio.shield(judging)
-
-    async def _probe(self, image: ImageRef, largest: Blob, auth: RegistryAuth | None) -> bool:
-        registry = image.registry
-        rate = await one_connection_rate(self.remote, image, largest, auth)
-        if rate is None or rate < FAST_CONNECTION:
-            return True
-        self._fall_back(
-            registry,
-            "fast link",
-            f"one connection moved {rate / 1e6:.0f} MB/s (the link does not pace connections):"
-            " the runtime's own fetch is as fast and costs less CPU (--fetch on fetches anyway)",
-        )
-        return False
-
-    def _fall_back(self, where: str, reason: str, detail: str) -> None:
-        if self.counts.fell_back(where, reason):
-            log.warning(
-                f"{where}: blob fetch falls back to the runtime's own pull ({reason}): {detail}",
-                extra={"fields": {"event": "fetch_fallback", "where": where, "reason": reason}},
-            )
 
     @contextlib.asynccontextmanager
     async def _heartbeat(
