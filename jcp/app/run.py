@@ -155,6 +155,8 @@ def _build(
         remote=remote,
         fleet=fleet,
     )
+    if is_cri and remote is not None:
+        runtime.policy.askable = scheduler.tools.gate.askable
     return scheduler, [remote.close] if remote is not None else []
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from jcp.model.credentials import RegistryAuth
 from jcp.model.fetch import FetchCounts
@@ -37,6 +37,9 @@ class Policy:
         self.settings = settings
         self.counts = counts
         self.remote = remote
+        self.askable: Callable[[str], bool] = lambda _registry: True
+        """Whether jcp may send a registry a request now (the engine's gate: not when it fell
+        back to the runtime's own refresh, nor while it is paused for a rate limit)."""
         self._unranged: set[str] = set()
         self._judged: dict[str, asyncio.Future[bool]] = {}
         """Registry -> whether jcp fetches from it (`paced`), once its pace is known."""

@@ -156,6 +156,8 @@ class FetchingRuntime:
     async def _missing(self, image: ImageRef, auth: RegistryAuth | None) -> list[Blob] | None:
         """The blobs IMAGE needs that the content store lacks; None: the runtime's own pull."""
         assert self._arch is not None
+        if not self.policy.askable(image.registry):
+            return None  # the engine said why (its gate): the runtime's own pull, unseen here
         if image.registry == DOCKER_HUB or self.remote.metered(image.registry):
             why = "the registry counts manifest GETs against a pull limit"
             self.policy.fall_back(image.registry, "metered registry", why)
