@@ -106,7 +106,11 @@ class FetchingRuntime:
         # A cut-off attempt's lease holds its ingests (containerd deletes an ingest with the
         # lease that holds it): the next attempt fetches under the same one, and resumes them.
         earlier = self._held.pop(key, None)
-        lease = earlier[0] if earlier else await self.store.lease(self.settings.lease_ttl)
+        try:
+            lease = earlier[0] if earlier else await self.store.lease(self.settings.lease_ttl)
+        except ContentError as exc:  # containerd gone, or refusing: its own pull says which
+            self.policy.fall_back(self.endpoint, "content store", str(exc))
+            return await self._unpack(image, auth, on_progress, 0)
         try:
             fetched = await self._fetch(image, blobs, auth, lease, on_progress)
             pulled = await self._unpack(image, auth, on_progress, total)
