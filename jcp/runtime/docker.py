@@ -8,13 +8,14 @@ X-Registry-Auth header. Closing the pull stream (on cancel) makes the daemon aba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiodocker
+import aiohttp
+from aiodocker.jsonstream import json_stream_stream
+from aiodocker.utils import compose_auth_header
 
 from jcp.model.arch import canonical_arch
 from jcp.model.credentials import RegistryAuth
@@ -35,6 +36,10 @@ NODE_SOCKET = "unix:///var/run/docker.sock"
 
 def default_host() -> str:
     return os.environ.get("DOCKER_HOST") or NODE_SOCKET
+
+
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
+"""A pull is bounded by the engine (its timeout and stall detection), not by the HTTP client."""
 
 
 def auth_header(auth: RegistryAuth) -> dict[str, str]:
@@ -156,26 +161,34 @@ class DockerRuntime:
         tag = image.tag if image.digest is None else None
         layers = _Layers()
         newer, digest = False, None
+        params = {"fromImage": from_image, **({"tag": tag} if tag else {})}
+        if platform:
+            params["platform"] = platform
+        headers = {}
+        if auth is not None:  # what aiodocker's images.pull sends, for the image's registry
+            registry = from_image.partition("/")[0]
+            headers["X-Registry-Auth"] = compose_auth_header(auth_header(auth), registry)
         try:
-            stream: AsyncGenerator[dict[str, Any], None] = self._docker.images.pull(  # type: ignore[assignment]
-                from_image,
-                tag=tag,
-                platform=platform,
-                auth=auth_header(auth) if auth else None,
-                stream=True,
+            # Not images.pull: its stream never closes the HTTP response when the pull is
+            # cancelled (aiodocker's `_query` yields it without a finally), which leaves the
+            # connection to the GC. Here a cancelled pull (an entry removed, a stall) closes
+            # it at once, and the daemon sees the client go.
+            query = self._docker._query(  # noqa: SLF001
+                "images/create", "POST", params=params, headers=headers, timeout=_NO_TIMEOUT
             )
-            # Closed at once when the pull is cancelled (an entry removed, a stall): the
-            # generator then releases its HTTP response instead of leaving it to the GC.
-            async with contextlib.aclosing(stream):
-                async for event in stream:
-                    layers.update(event)
-                    status = str(event.get("status", ""))
-                    if status.startswith("Digest: "):
-                        digest = status.removeprefix("Digest: ").strip()
-                    elif status.startswith("Status: Downloaded newer image"):
-                        newer = True
-                    if on_progress is not None:
-                        on_progress(layers.snapshot())
+            async with query as response:
+                try:
+                    async for event in json_stream_stream(response):
+                        layers.update(event)
+                        status = str(event.get("status", ""))
+                        if status.startswith("Digest: "):
+                            digest = status.removeprefix("Digest: ").strip()
+                        elif status.startswith("Status: Downloaded newer image"):
+                            newer = True
+                        if on_progress is not None:
+                            on_progress(layers.snapshot())
+                finally:
+                    response.close()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
