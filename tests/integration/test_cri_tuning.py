@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,20 +11,14 @@ import pytest
 
 from devstack.containerd import Containerd
 from jcp.runtime.cri import CriRuntime
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.containerd17 import containerd17_binary
 
 
 @pytest.fixture
 def containerd_17() -> Iterator[Containerd]:
-    got = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-containerd17.sh")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if got.returncode != 0:
-        pytest.skip(f"no containerd 1.7 binary could be fetched: {got.stderr.strip()[-300:]}")
+    binary = containerd17_binary()
     root = Path(tempfile.mkdtemp(prefix="jcpt7-", dir="/tmp"))
-    c = Containerd(root, binary=got.stdout.strip())
+    c = Containerd(root, binary=binary)
     c.start()
     yield c
     c.stop()

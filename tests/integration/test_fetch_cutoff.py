@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from devstack.containerd import Containerd
-from devstack.images import Layer, Pushed, RegistryClient, make_layer
+from devstack.images import make_layer
 from devstack.paced_link import PacedLink
 from devstack.proxy import ThrottleProxy
 from devstack.stack import Stack
 from jcp.runtime.content_store import ContentStore
-from tests.support.cri_args import cri_args
+from tests.support.cri_args import cri_args, push_image
 from tests.support.helpers import entry, publish
 from tests.support.jcp_process import JcpProcess, engine_args
 from tests.support.paced_fixtures import paced_link  # noqa: F401 - the session's link
@@ -29,14 +29,6 @@ from tests.support.paced_fixtures import paced_link  # noqa: F401 - the session'
 Start = Callable[..., JcpProcess]
 MIB = 1024 * 1024
 CHUNK = 4 * MIB
-
-
-def _push(host: str, repo: str, layers: list[Layer]) -> Pushed:
-    client = RegistryClient(host)
-    try:
-        return client.push_image(repo, "1", layers)
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -104,7 +96,7 @@ async def test_a_sigkilled_fetch_resumes_where_containerd_holds_it(
     unique: Callable[[str], str],
 ) -> None:
     layer = make_layer(40 * MIB)
-    pushed = _push(paced_link.host, unique("resume"), [layer])
+    pushed = push_image(paced_link.host, unique("resume"), [layer])
     c = own_containerd([paced_link.host])
     cfg = publish(tmp_path / "config", [entry(pushed.reference)])
     # One stream: 40 MiB takes about 2 s, long enough to be cut off in the middle.
@@ -139,7 +131,7 @@ async def test_an_image_removed_mid_fetch_leaves_no_ingest_and_no_lease(
     jcp: Start,
     unique: Callable[[str], str],
 ) -> None:
-    pushed = _push(paced_link.host, unique("gone"), [make_layer(80 * MIB)])
+    pushed = push_image(paced_link.host, unique("gone"), [make_layer(80 * MIB)])
     c = own_containerd([paced_link.host])
     cfg = publish(tmp_path / "config", [entry(pushed.reference)])
     run = jcp("run", [*_args(c, cfg, tmp_path, "--fetch-streams", "1"), "--http-addr", ""])
@@ -163,7 +155,7 @@ async def test_a_registry_that_stops_sending_mid_fetch_is_a_stall_on_containerd(
     waited for the 2 h pull timeout. Now the fetch's bytes are the progress."""
     proxy = ThrottleProxy(stack.open_registry.host, rate=4e6).start()
     try:
-        pushed = _push(proxy.host, unique("stall"), [make_layer(16 * MIB)])
+        pushed = push_image(proxy.host, unique("stall"), [make_layer(16 * MIB)])
         c = own_containerd([proxy.host])
         cfg = publish(tmp_path / "config", [entry(pushed.reference)])
         run = jcp("once", [*_args(c, cfg, tmp_path, "--stall-timeout", "2", "--retries", "0")])

@@ -16,48 +16,34 @@ from pathlib import Path
 import pytest
 
 from devstack.containerd import Containerd
-from devstack.images import Layer, Pushed, RegistryClient, make_layer, push_synthetic
 from devstack.images import RegistryClient as ImagesClient
+from devstack.images import make_layer, push_synthetic
 from devstack.paced_link import PacedLink
 from devstack.ratelimit import RateLimitedRegistry
 from devstack.stack import Stack
 from jcp.runtime.cri import CriRuntime
 from tests.support.blob_proxy import BlobProxy
-from tests.support.cri_args import cri_args, present
+from tests.support.containerd17 import containerd17_binary
+from tests.support.cri_args import cri_args, present, push_image
 from tests.support.helpers import entry, publish
 from tests.support.jcp_process import JcpProcess, engine_args
 from tests.support.paced_fixtures import paced_link  # noqa: F401 - the session's link
 from tests.support.scrape import get, samples, value, wait_http
 
 Start = Callable[..., JcpProcess]
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 
 
 def _binary(version: str) -> str:
     if version == "1.6":
         return "containerd"
-    got = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-containerd17.sh")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if got.returncode != 0:
-        pytest.skip(f"no containerd 1.7 binary could be fetched: {got.stderr.strip()[-300:]}")
-    return got.stdout.strip()
+    return containerd17_binary()
 
 
 def fetch_args(c: Containerd) -> list[str]:
     """As deployed: jcp reads containerd's own hosts.toml (which sends the paced registry over
     plain HTTP), mounted from the node."""
     return [*cri_args(c), "--registry-config-path", str(c.root / "certs.d")]
-
-
-def _push(link: PacedLink, repo: str, layers: list[Layer]) -> Pushed:
-    client = RegistryClient(link.host)
-    try:
-        return client.push_image(repo, "1", layers)
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=["1.6", "1.7"])
@@ -78,7 +64,7 @@ async def test_jcp_fetches_the_blobs_with_ranges_and_containerd_only_unpacks(
     unique: Callable[[str], str],
 ) -> None:
     layers = [make_layer(24 * MIB), make_layer(3 * MIB)]
-    pushed = _push(paced_link, unique("big"), layers)
+    pushed = push_image(paced_link.host, unique("big"), layers)
     blob_bytes = sum(layer.size for layer in layers)
     cfg = publish(tmp_path / "config", [entry(pushed.reference)])
     log = paced_link.requests()
@@ -119,7 +105,7 @@ async def test_content_already_held_is_neither_fetched_nor_counted(
 ) -> None:
     """The image record is removed, its blobs stay in containerd's store (as when a tag is
     removed while another keeps the content): pulling it again fetches nothing, and says so."""
-    pushed = _push(paced_link, unique("held"), [make_layer(4 * MIB)])
+    pushed = push_image(paced_link.host, unique("held"), [make_layer(4 * MIB)])
     cfg = publish(tmp_path / "config", [entry(pushed.reference)])
     args = [*engine_args(cfg, tmp_path / "docker"), *fetch_args(paced_containerd)]
     assert await jcp("once", args).wait_exit() == 0
@@ -182,7 +168,7 @@ async def test_run_shows_the_fetch_in_metrics_and_status(
     unique: Callable[[str], str],
 ) -> None:
     layers = [make_layer(6 * MIB)]
-    pushed = _push(paced_link, unique("seen"), layers)
+    pushed = push_image(paced_link.host, unique("seen"), layers)
     cfg = publish(tmp_path / "config", [entry(pushed.reference)])
     run = jcp("run", [*engine_args(cfg, tmp_path / "docker"), *fetch_args(paced_containerd)])
     base = await wait_http(run)

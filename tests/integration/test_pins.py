@@ -28,6 +28,7 @@ from jcp.runtime.containerd_api import images_pb2 as pb
 from jcp.runtime.containerd_api import images_pb2_grpc as pb_grpc
 from jcp.runtime.cri_api import api_pb2, api_pb2_grpc
 from jcp.runtime.pins import JCP_LABEL, NAMESPACE, PIN_LABEL
+from tests.support.containerd17 import containerd17_binary
 from tests.support.cri_args import cri_args
 from tests.support.helpers import entry, publish, wait_for
 from tests.support.jcp_process import JcpProcess, engine_args
@@ -49,13 +50,8 @@ def own_containerd(stack: Stack, prefix: str, **kw: object) -> Iterator[Containe
 
 @pytest.fixture(scope="session")
 def containerd17(stack: Stack) -> Iterator[Containerd]:
-    got = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-containerd17.sh")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if got.returncode != 0:
-        pytest.skip(f"no containerd 1.7 binary could be fetched: {got.stderr.strip()[-300:]}")
-    yield from own_containerd(stack, "jcpc7-", binary=got.stdout.strip())
+    binary = containerd17_binary()
+    yield from own_containerd(stack, "jcpc7-", binary=binary)
 
 
 @pytest.fixture

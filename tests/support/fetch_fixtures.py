@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,21 +19,15 @@ from jcp.registry.blobs import BlobFetcher
 from jcp.registry.client import RegistryClient
 from jcp.runtime.content_store import ContentStore
 from tests.support.blob_proxy import BlobProxy
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.containerd17 import containerd17_binary
 
 
 @pytest.fixture(scope="module")
 def containerd17(stack: Stack) -> Iterator[Containerd]:
-    got = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-containerd17.sh")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if got.returncode != 0:
-        pytest.skip(f"no containerd 1.7 binary could be fetched: {got.stderr.strip()[-300:]}")
+    binary = containerd17_binary()
     root = Path(tempfile.mkdtemp(prefix="jcpf7-", dir=os.environ.get("JCP_TEST_TMP", "/tmp")))
     hosts = [stack.open_registry.host, stack.auth_registry.host]
-    c = Containerd(root, registries=hosts, binary=got.stdout.strip())
+    c = Containerd(root, registries=hosts, binary=binary)
     c.start()
     yield c
     c.stop()
