@@ -34,7 +34,9 @@ class BlobWriter(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Verify the bytes written (the whole blob) against the digest and size, and keep
+        them; a mismatch raises JcpError with `code` FAILED_PRECONDITION."""
 
     async def abort(self) -> None: ...
 

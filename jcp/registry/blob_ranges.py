@@ -10,7 +10,6 @@ streams through at most HEAD_BUFFER bytes (plus one PIECE) it has not reserved.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -103,7 +102,6 @@ class Window:
         self,
         ranges: Sequence[Range],
         sink: Sink,
-        hasher: hashlib._Hash | None,
         failed: Callable[[], BaseException | None],
     ) -> None:
         """Write RANGES into SINK in order, as their bytes arrive; raises what FAILED says as
@@ -124,8 +122,6 @@ class Window:
                 if not batch:
                     break
                 for data in _grouped(batch):
-                    if hasher is not None:
-                        hasher.update(data)
                     await sink.write(data)
                     async with self._cond:
                         r.buffered -= len(data)

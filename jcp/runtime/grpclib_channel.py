@@ -8,16 +8,26 @@ connection is `Connection refused`, the call's deadline `Deadline Exceeded`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Generic
 
 import h2.exceptions
-from grpclib.client import Channel, Stream, StreamStreamMethod, UnaryStreamMethod, UnaryUnaryMethod
+from grpclib.client import (
+    Channel,
+    Handler,
+    Stream,
+    StreamStreamMethod,
+    UnaryStreamMethod,
+    UnaryUnaryMethod,
+)
 from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.protocol import H2Protocol
 
 from jcp.runtime import grpc_transport
+from jcp.runtime.batched_writes import BatchedTransport
 from jcp.runtime.grpc_transport import CallError, Metadata, Req, Resp
 
 _WINDOW = 16 * 1024 * 1024
@@ -37,6 +47,20 @@ def _mapped() -> Iterator[None]:
         raise CallError("UNAVAILABLE", str(exc) or type(exc).__name__) from None
     except OSError as exc:  # connect: refused, no such socket, permission denied
         raise CallError("UNAVAILABLE", exc.strerror or str(exc)) from None
+
+
+class _BatchingProtocol(H2Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        super().connection_made(BatchedTransport(transport))
+
+
+class _Channel(Channel):
+    """grpclib's Channel whose connections write through a BatchedTransport (one send per
+    loop turn, not one per 16 KiB frame: batched_writes.py says why)."""
+
+    def _protocol_factory(self) -> H2Protocol:
+        return _BatchingProtocol(Handler(), self._config, self._h2_config)
 
 
 class _Unary(Generic[Req, Resp]):
@@ -94,7 +118,7 @@ class GrpclibChannel:
             config = Configuration(
                 http2_connection_window_size=_WINDOW, http2_stream_window_size=_WINDOW
             )
-            self._channel = Channel(path=self._path, config=config)
+            self._channel = _Channel(path=self._path, config=config)
         return self._channel
 
     def unary(self, path: str, request: type[Req], response: type[Resp]) -> _Unary[Req, Resp]:

@@ -85,7 +85,9 @@ async def test_a_flipped_byte_commits_nothing(
     assert failed.value.digest == image.layer.digest
     assert image.layer.digest in str(failed.value)
     assert proxy.host in str(failed.value)
-    assert "hash to sha256:" in str(failed.value)
+    assert failed.value.corrupt
+    assert "the bytes received are not" in str(failed.value)
+    assert "unexpected commit digest" in str(failed.value), "containerd's own words"
     assert await store.info(image.layer.digest) is None
     assert await store.status(f"jcp-{image.layer.digest}") is None, "the ingest was aborted"
     assert await no_jcp_leases(store)
