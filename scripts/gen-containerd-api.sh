@@ -7,9 +7,10 @@
 # api/services/images/v1/images.proto, api/types/descriptor.proto,
 # api/services/content/v1/content.proto and api/services/leases/v1/leases.proto (content and
 # leases as Debian's containerd_1.7.24~ds1.orig.tar.xz has them, whose images.proto and
-# descriptor.proto have the sums below too). Stubs for both gRPC transports
-# (jcp/runtime/grpc_transport.py): grpcio's (*_pb2_grpc.py) and grpclib's (*_grpc.py, made by
-# grpclib's own protoc plugin, whose version pyproject pins as well). containerd 1.7's protos
+# descriptor.proto have the sums below too). Messages only (*_pb2.py, *_pb2.pyi): jcp's gRPC
+# transport names each method by its path (jcp/runtime/grpc_transport.py), so it needs no
+# service stubs; grpcio's Images stub (images_pb2_grpc.py) is kept for the pin tests, which
+# look at containerd through a client that is not jcp's. containerd 1.7's protos
 # carry no gogoproto options (1.6's did); the wire is the same for 1.6 and 1.7 (same package,
 # service, messages and field numbers). One line is edited: images.proto imports descriptor.proto
 # by its path here, not by its Go path (protoc resolves imports by path, and the generated Python
@@ -30,30 +31,22 @@ b5d45974cb169e4d3cfaf2df9ed57ee5ade70677c92a4107eb44967bc6025368 descriptor.prot
 b91daba4649a0e8916d046660905c8a0c70c06d5ef27d23786d8d2b5e4a218a1 content.proto
 0148dfbf87a9cabe67e6fe4550a1955c8f5fe1c2b4374515a68e4b5d0eb21713 leases.proto"
 services="images content leases"
-files="descriptor_pb2.py descriptor_pb2.pyi"
-for s in $services; do files+=" ${s}_pb2.py ${s}_pb2.pyi ${s}_pb2_grpc.py ${s}_grpc.py"; done
+files="descriptor_pb2.py descriptor_pb2.pyi images_pb2_grpc.py"
+for s in $services; do files+=" ${s}_pb2.py ${s}_pb2.pyi"; done
 gen() {
   local dest=$1 s
   mkdir -p "$dest/$out"
   cp "$out"/*.proto "$dest/$out/"
-  # grpclib's plugin, run by this Python whatever PATH holds
-  printf '#!/bin/sh\nexec "%s" -c "from grpclib.plugin.main import main; main()"\n' "$python" >"$dest/grpclib-plugin"
-  chmod +x "$dest/grpclib-plugin"
   (cd "$dest" && "$python" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
-    "$out/descriptor.proto")
-  for s in $services; do
-    (cd "$dest" && "$python" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
-      --grpc_python_out=. --plugin=protoc-gen-grpclib_python="$dest/grpclib-plugin" \
-      --grpclib_python_out=. "$out/$s.proto")
-  done
+    "$out/descriptor.proto" "$out/content.proto" "$out/leases.proto")
+  (cd "$dest" && "$python" -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
+    --grpc_python_out=. "$out/images.proto")
 }
 versions() {
   local made installed
   made=$(sed -n "s/^GRPC_GENERATED_VERSION = '\(.*\)'/\1/p" "$out/images_pb2_grpc.py")
   installed=$("$python" -c 'import importlib.metadata as m; print(m.version("grpcio-tools"))')
   echo "committed stubs made with grpcio-tools $made; installed: $installed"
-  installed=$("$python" -c 'import importlib.metadata as m; print(m.version("grpclib"))')
-  echo "grpclib installed: $installed (the *_grpc.py stubs)"
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -74,7 +67,7 @@ if [ "${1:-}" = "--check" ]; then
     fi
   done
   echo "containerd API stubs match containerd v1.7.24's images.proto and descriptor.proto," \
-    "content.proto and leases.proto (grpcio and grpclib stubs)"
+    "content.proto and leases.proto"
   exit 0
 fi
 gen "$tmp"

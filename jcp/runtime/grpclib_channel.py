@@ -28,6 +28,7 @@ from grpclib.protocol import H2Protocol
 
 from jcp.runtime import grpc_transport
 from jcp.runtime.batched_writes import BatchedTransport
+from jcp.runtime.bulk_data import BulkConnection
 from jcp.runtime.grpc_transport import CallError, Metadata, Req, Resp
 
 _WINDOW = 16 * 1024 * 1024
@@ -49,18 +50,23 @@ def _mapped() -> Iterator[None]:
         raise CallError("UNAVAILABLE", exc.strerror or str(exc)) from None
 
 
-class _BatchingProtocol(H2Protocol):
+class _Protocol(H2Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         super().connection_made(BatchedTransport(transport))
+        # The Connection grpclib just made, with the one method BulkConnection overrides (it
+        # holds no state of its own): its streams send large messages in bulk.
+        self.connection.__class__ = BulkConnection
 
 
 class _Channel(Channel):
-    """grpclib's Channel whose connections write through a BatchedTransport (one send per
-    loop turn, not one per 16 KiB frame: batched_writes.py says why)."""
+    """grpclib's Channel with fewer Python steps per byte written: its connections write
+    through a BatchedTransport (one send per loop turn, not one per 16 KiB frame) and send large
+    messages' frames in bulk (bulk_data.py); together they took Content.Write from 3.5 to
+    N s of jcp's CPU per GB."""
 
     def _protocol_factory(self) -> H2Protocol:
-        return _BatchingProtocol(Handler(), self._config, self._h2_config)
+        return _Protocol(Handler(), self._config, self._h2_config)
 
 
 class _Unary(Generic[Req, Resp]):
