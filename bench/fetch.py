@@ -38,7 +38,7 @@ MiB = 1024 * 1024
 
 class _Null:
     """JCP_BENCH_NULL=1: a sink that drops the bytes, to tell the registry side's cost from
-    containerd's."""
+    containerd's. (JCP_BENCH_MALLOC=default: glibc's malloc as it comes, not tuned as jcp's.)"""
 
     offset = 0
 
@@ -77,6 +77,10 @@ async def one(
     from jcp.registry.client import RegistryClient  # noqa: PLC0415
     from jcp.runtime import content_store, content_writer  # noqa: PLC0415
 
+    from jcp.cli import malloc  # noqa: PLC0415
+
+    if os.environ.get("JCP_BENCH_MALLOC") != "default":  # =default: glibc's own, to compare
+        malloc.tune()  # as jcp does at start
     if os.environ.get("JCP_BENCH_AHEAD"):
         content_writer.AHEAD = int(os.environ["JCP_BENCH_AHEAD"])
     store = content_store.ContentStore(endpoint, namespace="jcp-bench")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from jcp import __version__
-from jcp.cli import fleet, logs, options
+from jcp.cli import fleet, logs, malloc, options
 from jcp.cli.validate import validate
 from jcp.model.failures import Backoff
 from jcp.settings import DEFAULT_HTTP_ADDR, DEFAULT_START_JITTER, Settings
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return fleet.run(args)
     from jcp.app import run as app  # noqa: PLC0415 - keeps `jcp validate` free of the async stack
 
+    malloc.tune()
     once = args.command == "once"
     if args.docker_host is None and os.environ.get("DOCKER_HOST"):
         try:
