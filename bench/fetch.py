@@ -73,11 +73,10 @@ def _status(field: str) -> int:
 async def one(
     endpoint: str, host: str, digest: str, size: int, *, streams: int, chunk: int
 ) -> dict[str, Any]:
+    from jcp.cli import malloc  # noqa: PLC0415
     from jcp.registry.blobs import BlobFetcher  # noqa: PLC0415 (in the child, after the RSS base)
     from jcp.registry.client import RegistryClient  # noqa: PLC0415
     from jcp.runtime import content_store, content_writer  # noqa: PLC0415
-
-    from jcp.cli import malloc  # noqa: PLC0415
 
     if os.environ.get("JCP_BENCH_MALLOC") != "default":  # =default: glibc's own, to compare
         malloc.tune()  # as jcp does at start
