@@ -87,3 +87,21 @@ async def test_a_failure_ends_the_drain() -> None:
     await window.wake()
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(drain, 1)
+
+
+async def test_waiting_ranges_are_let_in_in_order_and_a_cancelled_one_is_skipped() -> None:
+    window = Window(100)
+    full = Range(0, 100)
+    await window.reserve(full)
+    first, second, third = Range(100, 160), Range(160, 200), Range(200, 270)
+    tasks = [asyncio.create_task(window.reserve(r)) for r in (first, second, third)]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    await window.forget([full])  # the room comes back
+    await asyncio.wait_for(tasks[1], 1)
+    assert tasks[0].cancelled()
+    assert (first.reserved, second.reserved, window.used) == (0, 40, 40)
+    assert not tasks[2].done(), "70 more do not fit beside 40"
+    await window.forget([second])
+    await asyncio.wait_for(tasks[2], 1)
+    assert (third.reserved, window.used) == (70, 70)
