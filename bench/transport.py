@@ -30,6 +30,7 @@ from typing import Any
 from google.protobuf.empty_pb2 import Empty
 
 from devstack.containerd import Containerd
+from jcp.cli import malloc
 from jcp.runtime.containerd_api import content_pb2 as cpb
 from jcp.runtime.containerd_api import leases_pb2 as lpb
 from jcp.runtime.cri_api import api_pb2 as pb
@@ -208,7 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, transports alternating")
     parser.add_argument("--transport", action="append", choices=["grpcio", "grpclib"])
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--malloc", choices=["jcp", "default"], default="jcp",
+        help="glibc's malloc tuned as jcp tunes it (jcp/cli/malloc.py), or as it comes",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.malloc == "jcp":
+        malloc.tune()
     tmp = os.environ.get("JCP_TEST_TMP", tempfile.gettempdir())
     root = Path(tempfile.mkdtemp(prefix="jcpbt-", dir=tmp))
     on_tmpfs = _tmpfs(root)
