@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,8 +76,12 @@ def contenders(root: Path, endpoint: str, host: str, refs: list[str]) -> dict[st
     return {k: v for k, v in plan.items() if not ONLY or k in ONLY}
 
 
-def run(cmd: list[str], stdin: str | None, scratch: Path) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS bytes) of CMD, which must exit 0. GNU time
+PHASES = re.compile(r"Fetched \S+: [\d.]+ MB in ([\d.]+)s .*unpacked it in ([\d.]+)s")
+"""jcp's line per image it fetched (jcp/fetch/runtime.py): where its time went."""
+
+
+def run(cmd: list[str], stdin: str | None, scratch: Path) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS bytes, stderr) of CMD, which must exit 0. GNU time
     reports the CPU and peak RSS: a child forked from this (large) process would count this
     process's pages in its own peak until it execs, so the fork must come from a small one."""
     usage = scratch / "usage"
@@ -92,7 +97,7 @@ def run(cmd: list[str], stdin: str | None, scratch: Path) -> tuple[float, float,
     if done.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({done.returncode}): {done.stderr[-1500:]!r}")
     user, system, rss_kib = usage.read_text().split()[-3:]
-    return wall, float(user) + float(system), int(rss_kib) * 1024
+    return wall, float(user) + float(system), int(rss_kib) * 1024, done.stderr.decode()
 
 
 def scenario(
@@ -102,7 +107,7 @@ def scenario(
     digests = [i.layer.digest for i in images]
     size = sum(i.layer.size for i in images)
     out: dict[str, Any] = {"images": len(images), "compressed_bytes": size}
-    runs: dict[str, list[tuple[float, float, int, dict[str, int]]]] = {}
+    runs: dict[str, list[tuple[float, float, int, dict[str, int], list[list[float]]]]] = {}
     plan = contenders(root, daemon.endpoint, link.host, refs)
     for rep in range(repeats):
         for name, how in plan.items():
@@ -113,13 +118,15 @@ def scenario(
             requests = link.requests()
             requests.mark()
             cmd, stdin = how
-            wall, cpu, rss = run(cmd, stdin, root)
+            wall, cpu, rss, said = run(cmd, stdin, root)
+            phases = [[float(a), float(b)] for a, b in PHASES.findall(said)]
             sent: Counter[str] = Counter()
             for r in requests.settled(link.host):
                 if r.blob_get:
                     sent[r.product] += r.written
-            runs.setdefault(name, []).append((wall, cpu, rss, dict(sent)))
-            log(f"{len(images)} image(s) {name} run {rep + 1}: {wall:.2f}s cpu {cpu:.2f}s")
+            runs.setdefault(name, []).append((wall, cpu, rss, dict(sent), phases))
+            each = f" fetch/unpack per image {phases}" if phases else ""
+            log(f"{len(images)} image(s) {name} run {rep + 1}: {wall:.2f}s cpu {cpu:.2f}s{each}")
     for name, got in runs.items():
         out[name] = {
             **stats([g[0] for g in got], size),
@@ -127,6 +134,7 @@ def scenario(
             "cpu_s_per_GB": round(min(g[1] for g in got) / (size / 1e9), 2),
             "peak_rss_MiB": round(max(g[2] for g in got) / MiB, 1),
             "registry_blob_bytes_by_agent": got[-1][3],
+            **({"fetch_unpack_s_per_image": [g[4] for g in got]} if got[-1][4] else {}),
         }
     return out
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -112,8 +113,12 @@ class FetchingRuntime:
             self.policy.fall_back(self.endpoint, "content store", str(exc))
             return await self._unpack(image, auth, on_progress, 0)
         try:
-            fetched = await self._fetch(image, blobs, auth, lease, on_progress)
+            started = time.monotonic()
+            fetched, ranges = await self._fetch(image, blobs, auth, lease, on_progress)
+            unpacking = time.monotonic()
             pulled = await self._unpack(image, auth, on_progress, total)
+            if fetched:
+                _said_phases(image, fetched, ranges, unpacking - started, unpacking)
         except asyncio.CancelledError:
             # Cut off (a stall, the timeout, jcp stopping, the image removed): the ingests and
             # the lease stay for the next attempt to resume, and the lease expires by itself;
@@ -195,9 +200,9 @@ class FetchingRuntime:
         auth: RegistryAuth | None,
         lease: str,
         on_progress: ProgressCallback | None,
-    ) -> int:
-        """Fetch BLOBS under LEASE; the bytes jcp fetched (0 when it fell back: the runtime
-        then fetches what is still missing itself)."""
+    ) -> tuple[int, int]:
+        """Fetch BLOBS under LEASE; the bytes jcp fetched and its range requests (0, 0 when it
+        fell back: the runtime then fetches what is still missing itself)."""
         done, total = 0, sum(b.size for b in blobs)
 
         def moved(n: int) -> None:
@@ -213,7 +218,7 @@ class FetchingRuntime:
                 )
             except (FetchError, ContentError, RegistryFailure) as exc:
                 self.policy.fall_back(image.registry, type(exc).__name__, str(exc))
-                return done
+                return done, 0
         c = self.counts
         c.bytes_fetched += report.bytes_fetched
         c.bytes_resumed += report.resumed_bytes
@@ -221,7 +226,7 @@ class FetchingRuntime:
         c.images += 1
         if not report.range_supported:
             self.policy.unranged(image.registry)
-        return report.bytes_fetched
+        return report.bytes_fetched, report.ranges
 
     @contextlib.asynccontextmanager
     async def _heartbeat(
@@ -278,3 +283,23 @@ class _Janitor(Events):
     def pull_finished(self, result: PullResult) -> None:
         if result.outcome == Outcome.CANCELLED:
             self.runtime.forget(result.image)
+
+
+def _said_phases(image: ImageRef, fetched: int, ranges: int, fetching: float, since: float) -> None:
+    """Where an image's pull time went: what tells a slow link (the fetch) from a busy node
+    (the unpack), and what bench/big_images.py reads."""
+    unpacking = time.monotonic() - since
+    log.info(
+        f"Fetched {image}: {fetched / 1e6:.1f} MB in {fetching:.1f}s ({ranges} ranges), "
+        f"then the runtime unpacked it in {unpacking:.1f}s",
+        extra={
+            "fields": {
+                "event": "fetch_done",
+                "image": str(image),
+                "bytes": fetched,
+                "ranges": ranges,
+                "fetch_seconds": round(fetching, 3),
+                "unpack_seconds": round(unpacking, 3),
+            }
+        },
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -94,6 +95,11 @@ async def test_jcp_fetches_the_blobs_with_ranges_and_containerd_only_unpacks(
     assert blob_bytes + probe <= fetched < blob_bytes + probe + 64 * 1024
     fetched -= probe
     assert f"({fetched / 1e6:.1f} MB downloaded)" in text
+    phases = re.search(r"Fetched \S+: ([\d.]+) MB in [\d.]+s \((\d+) ranges\), then the runtime "
+                       r"unpacked it in [\d.]+s", text)  # fmt: skip
+    assert phases, text
+    assert float(phases[1]) == round(fetched / 1e6, 1)
+    assert int(phases[2]) >= len(big)
 
 
 async def test_content_already_held_is_neither_fetched_nor_counted(
