@@ -5,7 +5,8 @@ registry behind devstack's paced link (each TCP connection at RATE), pulled cold
 containerd (1.6 and 1.7) by: the kubelet's serial CRI PullImage, its parallel one, `jcp once`
 with `--fetch off`, and with `--fetch on` (skipped, with the reason, while jcp has no
 `--fetch`). Each run starts with no image and no content (RemoveImage, then GC checked), and
-says the blob bytes the registry sent by User-Agent and the contender's CPU and peak RSS.
+says the blob bytes the registry sent by User-Agent, the contender's CPU and peak RSS,
+containerd's CPU meanwhile (its unpigz included) and, for jcp, each image's fetch and unpack.
 Beside them (bench/fetch_floors.py) the floors: the best N-range download plus unpack-only.
 """
 
@@ -80,6 +81,12 @@ PHASES = re.compile(r"Fetched \S+: [\d.]+ MB in ([\d.]+)s .*unpacked it in ([\d.
 """jcp's line per image it fetched (jcp/fetch/runtime.py): where its time went."""
 
 
+def process_cpu(pid: int) -> float:
+    """PID's CPU seconds, its reaped children's included (containerd's unpigz)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def run(cmd: list[str], stdin: str | None, scratch: Path) -> tuple[float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS bytes, stderr) of CMD, which must exit 0. GNU time
     reports the CPU and peak RSS: a child forked from this (large) process would count this
@@ -107,7 +114,8 @@ def scenario(
     digests = [i.layer.digest for i in images]
     size = sum(i.layer.size for i in images)
     out: dict[str, Any] = {"images": len(images), "compressed_bytes": size}
-    runs: dict[str, list[tuple[float, float, int, dict[str, int], list[list[float]]]]] = {}
+    runs: dict[str, list[tuple[float, float, int, dict[str, int], list[list[float]], float]]] = {}
+    assert daemon.proc is not None
     plan = contenders(root, daemon.endpoint, link.host, refs)
     for rep in range(repeats):
         for name, how in plan.items():
@@ -118,19 +126,25 @@ def scenario(
             requests = link.requests()
             requests.mark()
             cmd, stdin = how
+            before = process_cpu(daemon.proc.pid)
             wall, cpu, rss, said = run(cmd, stdin, root)
+            runtime_cpu = process_cpu(daemon.proc.pid) - before
             phases = [[float(a), float(b)] for a, b in PHASES.findall(said)]
             sent: Counter[str] = Counter()
             for r in requests.settled(link.host):
                 if r.blob_get:
                     sent[r.product] += r.written
-            runs.setdefault(name, []).append((wall, cpu, rss, dict(sent), phases))
+            runs.setdefault(name, []).append((wall, cpu, rss, dict(sent), phases, runtime_cpu))
             each = f" fetch/unpack per image {phases}" if phases else ""
-            log(f"{len(images)} image(s) {name} run {rep + 1}: {wall:.2f}s cpu {cpu:.2f}s{each}")
+            log(
+                f"{len(images)} image(s) {name} run {rep + 1}: {wall:.2f}s cpu {cpu:.2f}s "
+                f"containerd's cpu {runtime_cpu:.2f}s{each}"
+            )
     for name, got in runs.items():
         out[name] = {
             **stats([g[0] for g in got], size),
             "cpu_s": [round(g[1], 2) for g in got],
+            "containerd_cpu_s": [round(g[5], 2) for g in got],
             "cpu_s_per_GB": round(min(g[1] for g in got) / (size / 1e9), 2),
             "peak_rss_MiB": round(max(g[2] for g in got) / MiB, 1),
             "registry_blob_bytes_by_agent": got[-1][3],
