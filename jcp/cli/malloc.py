@@ -14,7 +14,6 @@ nothing when the environment tunes malloc itself (MALLOC_*_ or GLIBC_TUNABLES).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _M_TRIM_THRESHOLD = -1
@@ -29,7 +28,7 @@ def tune() -> bool:
     if any(name in os.environ for name in _OWN):
         return False
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: libc's, no lookup
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
