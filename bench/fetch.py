@@ -6,6 +6,8 @@ containerd's root on a tmpfs when one can be mounted (the disk does not set the 
 configuration runs in a fresh child process, so its peak RSS is its own: the figure is the
 peak (VmHWM) minus the RSS just before the fetch. After each fetch the lease is deleted
 with sync=true, so containerd's GC removes the blob at once and the next fetch starts cold.
+The child tunes glibc's malloc as jcp does at start (jcp/cli/malloc.py);
+JCP_BENCH_MALLOC=default leaves it as it comes, to compare.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ MiB = 1024 * 1024
 
 class _Null:
     """JCP_BENCH_NULL=1: a sink that drops the bytes, to tell the registry side's cost from
-    containerd's. (JCP_BENCH_MALLOC=default: glibc's malloc as it comes, not tuned as jcp's.)"""
+    containerd's."""
 
     offset = 0
 

@@ -4,8 +4,9 @@ not handed back to the kernel and faulted in again for every megabyte.
 Why: the fetch allocates and frees buffers of 256 KiB to 1 MiB (a registry read, a gRPC
 message) many times a second. glibc's defaults serve them with mmap or grow and trim the heap
 around them, so each megabyte costs 256 fresh zeroed pages; measured (`python -m bench.fetch`,
-one 200 MiB blob into containerd 1.7): jcp's CPU per GB fetched 6.2-6.4 s with the defaults,
-4.3-4.9 s with these (Content.Write alone: 3.0-3.9 s against 1.5-2.0), the same peak RSS. At
+one 200 MiB blob into containerd 1.6): jcp's CPU per GB fetched 6.2-6.4 s with the defaults,
+4.3-4.9 s with these, the same peak RSS (Content.Write alone, in a scratch harness not kept:
+3.0-3.9 s against 1.5-2.0; `python -m bench.transport --malloc default` shows the same). At
 most `_TRIM` bytes stay free at the heap's top; allocations over `_MMAP` still use mmap.
 Set once at start, before jcp allocates much; nothing on a libc without `mallopt` (musl), and
 nothing when the environment tunes malloc itself (MALLOC_*_ or GLIBC_TUNABLES).

@@ -118,7 +118,8 @@ class FetchingRuntime:
             unpacking = time.monotonic()
             pulled = await self._unpack(image, auth, on_progress, total)
             if fetched:
-                _said_phases(image, fetched, ranges, unpacking - started, unpacking)
+                times = (unpacking - started, time.monotonic() - unpacking)
+                _said_phases(image, fetched, ranges, *times)
         except asyncio.CancelledError:
             # Cut off (a stall, the timeout, jcp stopping, the image removed): the ingests and
             # the lease stay for the next attempt to resume, and the lease expires by itself;
@@ -285,10 +286,11 @@ class _Janitor(Events):
             self.runtime.forget(result.image)
 
 
-def _said_phases(image: ImageRef, fetched: int, ranges: int, fetching: float, since: float) -> None:
+def _said_phases(
+    image: ImageRef, fetched: int, ranges: int, fetching: float, unpacking: float
+) -> None:
     """Where an image's pull time went: what tells a slow link (the fetch) from a busy node
     (the unpack), and what bench/big_images.py reads."""
-    unpacking = time.monotonic() - since
     log.info(
         f"Fetched {image}: {fetched / 1e6:.1f} MB in {fetching:.1f}s ({ranges} ranges), "
         f"then the runtime unpacked it in {unpacking:.1f}s",

@@ -4,7 +4,9 @@ per step, not one frame per step.
 Why: grpc-go servers (containerd, CRI-O) take HTTP/2 frames of 16 KiB at most, and grpclib
 sends each through h2's whole machinery (state machine, flow-control checks, a frame object,
 its serialisation) and writes it on its own: about 50 us of Python per 16 KiB, 3.3 s of jcp's
-CPU per GB streamed into containerd's content store (measured, `python -m bench.fetch`). Here
+CPU per GB streamed into containerd's content store (measured in a scratch harness writing
+200 MiB through jcp's content writer, not kept; py-spy's profile of `python -m bench.fetch`
+showed the same path on top). Here
 a message larger than one frame goes through h2's state machine and flow-control accounting
 once per window's worth (exactly what h2 does for one frame, with the length of all of them),
 and its frames are built by this module: a 9-byte header (RFC 9113 section 4.1) before each

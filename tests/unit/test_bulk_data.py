@@ -54,20 +54,14 @@ def test_bulk_frames_are_what_h2_sends(size: int, end: bool) -> None:
     for start in range(0, size, step):
         last = start + step >= size
         theirs.send_data(1, data[start : start + step], end_stream=end and last)
-    their_sizes, their_got, their_end = _received(their_server, theirs.data_to_send())
+    their_bytes = theirs.data_to_send()
+    their_sizes, their_got, their_end = _received(their_server, their_bytes)
     assert (sizes, got, ended) == (their_sizes, their_got, their_end)
-    assert bulk == theirs_bytes(data, step, end), "byte for byte"
+    assert bulk == their_bytes, "byte for byte"
     assert ours.local_flow_control_window(1) == theirs.local_flow_control_window(1)
     assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
     assert ours.streams[1].state_machine.state == theirs.streams[1].state_machine.state
     assert server.streams[1].state_machine.state == their_server.streams[1].state_machine.state
-
-
-def theirs_bytes(data: bytes, step: int, end: bool) -> bytes:
-    h2 = _pair()[0]
-    for start in range(0, len(data), step):
-        h2.send_data(1, data[start : start + step], end_stream=end and start + step >= len(data))
-    return h2.data_to_send()
 
 
 def test_frames_of_an_empty_body_are_none() -> None:
